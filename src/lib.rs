@@ -1,0 +1,7 @@
+//! kubevirt-net-webhook: an admission webhook that repairs and validates the networking of
+//! KubeVirt VirtualMachines on Multus secondary networks.
+//!
+//! The decision lives in [`engine`], a pure function of the VM, the NADs it references, the
+//! cluster's other VMs ([`inventory`]) and the [`config`]. The server and the CLI are shells.
+pub mod certs;
+pub mod cli;
