@@ -3,5 +3,12 @@
 //!
 //! The decision lives in [`engine`], a pure function of the VM, the NADs it references, the
 //! cluster's other VMs ([`inventory`]) and the [`config`]. The server and the CLI are shells.
+pub mod annotations;
 pub mod certs;
 pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod inventory;
+pub mod mac;
+pub mod nad;
+pub mod vm;

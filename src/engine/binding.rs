@@ -1,0 +1,44 @@
+//! Binding/CNI compatibility and NAD existence (SPEC §2.2).
+use super::{Ctx, Verdict};
+use crate::{
+    config::MissingNad,
+    vm::{Binding, INTERFACES_FIELD},
+};
+
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+    for net in ctx.vm.networks() {
+        let Some((ns, name)) = net.nad_ref(ctx.namespace) else {
+            continue;
+        };
+        let Some(nad) = ctx.inventory.nad(ns, name) else {
+            let message = format!(
+                "network {:?} references NetworkAttachmentDefinition {ns}/{name}, which does not exist; create it or fix multus.networkName",
+                net.name
+            );
+            match ctx.config.missing_network_attachment {
+                MissingNad::Warn => verdict.warnings.push(message),
+                MissingNad::Deny => verdict.denials.push(message),
+            }
+            continue;
+        };
+        if let Some(error) = &nad.config_error {
+            verdict.warnings.push(format!(
+                "NetworkAttachmentDefinition {ns}/{name} (network {:?}) has a config the webhook cannot read ({error}); its binding and addresses were not checked",
+                net.name
+            ));
+            continue;
+        }
+        let Some(cni) = nad.main_type.as_deref() else {
+            continue;
+        };
+        let incompatible = ctx.config.incompatible_bridge_cnis.iter().any(|t| t == cni);
+        for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
+            if iface.name == net.name && iface.binding() == Binding::Bridge && incompatible {
+                verdict.denials.push(format!(
+                    "interface {:?} ({INTERFACES_FIELD}[{i}]) uses the bridge binding on NetworkAttachmentDefinition {ns}/{name}, whose CNI type is {cni:?}: the bridge binding moves the pod interface's MAC into the guest, and {cni} needs the pod interface to keep it, so the VM would get no traffic. Use a bridge- or OVS-CNI NAD with the bridge binding, or the macvtap binding plugin (binding: {{name: macvtap}}) with a macvtap NAD, or SR-IOV (sriov: {{}}) with an SR-IOV NAD",
+                    iface.name
+                ));
+            }
+        }
+    }
+}

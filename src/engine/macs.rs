@@ -1,0 +1,125 @@
+//! Deterministic MAC addresses (SPEC §2.3).
+use serde_json::Value;
+
+use super::{Ctx, Ops, Verdict};
+use crate::{
+    mac::{self, Mac},
+    vm::{INTERFACES, INTERFACES_FIELD, VirtualMachine},
+};
+
+/// Gives every MAC-carrying interface without `macAddress` one: its old one on UPDATE, else the
+/// derived one that no other VM on the same NAD (and no other NIC of this VM) uses.
+pub(super) fn assign(
+    ctx: &mut Ctx<'_>,
+    old: Option<&VirtualMachine>,
+    ops: &mut Ops,
+    warnings: &mut Vec<String>,
+) {
+    let mut used: Vec<Mac> = ctx
+        .vm
+        .interfaces()
+        .iter()
+        .filter_map(|i| i.mac_address.as_deref().and_then(Mac::parse))
+        .collect();
+    let mut assigned = Vec::new();
+    let mut anonymous = Vec::new();
+    for i in 0..ctx.vm.interfaces().len() {
+        let iface = &ctx.vm.interfaces()[i];
+        if iface.mac_address.is_some()
+            || !iface.binding().carries_mac()
+            || ctx.vm.network(&iface.name).is_none()
+        {
+            continue;
+        }
+        let kept = old
+            .and_then(|o| o.interfaces().iter().find(|oi| oi.name == iface.name))
+            .and_then(|oi| oi.mac_address.clone());
+        let mac = match (kept, ctx.vm.metadata.name.as_deref()) {
+            (Some(kept), _) => kept,
+            (None, Some(vm_name)) => {
+                let nad = ctx.nad_of(&iface.name).map(|(ns, n)| format!("{ns}/{n}"));
+                let me = ctx.me();
+                mac::derive_free(
+                    &ctx.config.mac_prefix,
+                    &ctx.config.cluster_salt,
+                    ctx.namespace,
+                    vm_name,
+                    &iface.name,
+                    |m| {
+                        used.contains(&m)
+                            || nad
+                                .as_deref()
+                                .is_some_and(|nad| ctx.inventory.mac_user(nad, m, me).is_some())
+                    },
+                )
+                .to_string()
+            }
+            (None, None) => {
+                anonymous.push(iface.name.clone());
+                continue;
+            }
+        };
+        if let Some(m) = Mac::parse(&mac) {
+            used.push(m);
+        }
+        assigned.push(format!("{}={mac}", iface.name));
+        ops.add(
+            format!("{INTERFACES}/{i}/macAddress"),
+            Value::String(mac.clone()),
+        );
+        ctx.vm.spec.template.spec.domain.devices.interfaces[i].mac_address = Some(mac);
+    }
+    if !assigned.is_empty() {
+        warnings.push(format!(
+            "set stable MAC addresses (macAddress) so the guest's network config keeps matching: {}",
+            assigned.join(", ")
+        ));
+    }
+    if !anonymous.is_empty() {
+        warnings.push(format!(
+            "no MAC address set for {}: the VM has generateName and no name yet, so it has no identity to derive a stable MAC from; give it a name",
+            anonymous.join(", ")
+        ));
+    }
+}
+
+/// Denies malformed, multicast, all-zero and reserved MACs, and MACs used twice.
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+    let mut seen: Vec<(Mac, &str)> = Vec::new();
+    for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
+        let Some(text) = iface.mac_address.as_deref() else {
+            continue;
+        };
+        let at = format!(
+            "interface {:?} ({INTERFACES_FIELD}[{i}].macAddress)",
+            iface.name
+        );
+        let Some(mac) = Mac::parse(text) else {
+            verdict.denials.push(format!(
+                "{at}: {text:?} is not a MAC address; write six hex bytes like 02:1a:2b:3c:4d:5e, or remove it to get a stable generated one"
+            ));
+            continue;
+        };
+        if let Some(why) = mac.unusable() {
+            verdict.denials.push(format!(
+                "{at}: {mac} {why}; use a unicast, locally administered MAC like 02:1a:2b:3c:4d:5e, or remove it to get a generated one"
+            ));
+            continue;
+        }
+        if let Some((_, other)) = seen.iter().find(|(m, _)| *m == mac) {
+            verdict.denials.push(format!(
+                "{at}: {mac} is also the MAC of interface {other:?}; every NIC needs its own"
+            ));
+        }
+        seen.push((mac, &iface.name));
+        if let Some((ns, name)) = ctx.nad_of(&iface.name) {
+            let nad = format!("{ns}/{name}");
+            if let Some(other) = ctx.inventory.mac_user(&nad, mac, ctx.me()) {
+                verdict.denials.push(format!(
+                    "{at}: {mac} is already used by {} on NetworkAttachmentDefinition {nad}; two NICs with one MAC on one network break both. Pick another or remove macAddress to get a generated one",
+                    ctx.describe_other(other)
+                ));
+            }
+        }
+    }
+}

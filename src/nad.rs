@@ -1,0 +1,386 @@
+//! NetworkAttachmentDefinitions as the engine needs them: the main CNI plugin type and what
+//! its IPAM would configure in the pod (SPEC §2.2, §2.5).
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A NAD reduced to what the checks read. Parsing never fails: a config that cannot be read
+/// is kept with its error, so that the webhook can say so instead of guessing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Nad {
+    pub namespace: String,
+    pub name: String,
+    /// `type` of the config, or of the first plugin of a conflist; `None` for an empty config.
+    pub main_type: Option<String>,
+    pub ipam: Ipam,
+    /// Why `spec.config` could not be read, if it could not.
+    pub config_error: Option<String>,
+}
+
+/// What the main plugin's IPAM would give the pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ipam {
+    /// Subnets addresses come from (host-local ranges/subnet, static addresses, whereabouts).
+    pub subnets: Vec<IpNet>,
+    /// The one address the IPAM can hand out, when it pins exactly one.
+    pub pinned: Option<IpNet>,
+    /// The gateway of each family, as the plugin reports it in its result.
+    pub gateways: Vec<IpAddr>,
+    pub routes: Vec<Route>,
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+}
+
+/// A CNI IPAM route (`{"dst": ..., "gw": ...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpNet,
+    pub gw: Option<IpAddr>,
+}
+
+impl Ipam {
+    /// The gateway the plugin uses for a route without `gw` to `dst`.
+    pub fn gateway_for(&self, dst: &IpNet) -> Option<IpAddr> {
+        self.gateways
+            .iter()
+            .copied()
+            .find(|g| g.is_ipv4() == matches!(dst, IpNet::V4(_)))
+    }
+
+    /// The known subnet containing `addr`, if any is known for its family.
+    pub fn subnet_of_family(&self, v4: bool) -> impl Iterator<Item = &IpNet> {
+        self.subnets
+            .iter()
+            .filter(move |s| matches!(s, IpNet::V4(_)) == v4)
+    }
+}
+
+impl Nad {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Reads a NAD object (JSON form of the Kubernetes resource).
+    pub fn from_object(obj: &Value) -> Result<Self, String> {
+        let meta = obj.get("metadata").ok_or("metadata is missing")?;
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("metadata.name is missing")?;
+        let namespace = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let config = match obj.pointer("/spec/config") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err("spec.config must be a string".into()),
+        };
+        Ok(Self::from_config(namespace, name, config))
+    }
+
+    /// Builds a NAD from its CNI config text.
+    pub fn from_config(namespace: &str, name: &str, config: &str) -> Self {
+        let mut nad = Nad {
+            namespace: namespace.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        if config.trim().is_empty() {
+            return nad;
+        }
+        match parse_config(config) {
+            Ok((main_type, ipam)) => {
+                nad.main_type = main_type;
+                nad.ipam = ipam;
+            }
+            Err(e) => nad.config_error = Some(e),
+        }
+        nad
+    }
+}
+
+#[derive(Deserialize)]
+struct Plugin {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    ipam: Option<Value>,
+}
+
+fn parse_config(config: &str) -> Result<(Option<String>, Ipam), String> {
+    let value: Value =
+        serde_json::from_str(config).map_err(|e| format!("spec.config is not JSON: {e}"))?;
+    // A conflist's first plugin is the one that creates the interface.
+    let main = match value.get("plugins") {
+        Some(Value::Array(plugins)) => plugins
+            .first()
+            .cloned()
+            .ok_or("spec.config has an empty plugins list")?,
+        Some(_) => return Err("spec.config plugins must be a list".into()),
+        None => value,
+    };
+    let plugin: Plugin =
+        serde_json::from_value(main).map_err(|e| format!("spec.config main plugin: {e}"))?;
+    let ipam = match plugin.ipam {
+        Some(v) if v.is_object() => parse_ipam(&v)?,
+        _ => Ipam::default(),
+    };
+    Ok((plugin.kind, ipam))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawIpam {
+    #[serde(rename = "type")]
+    kind: String,
+    ranges: Vec<Vec<RawRange>>,
+    #[serde(flatten)]
+    legacy: RawRange,
+    addresses: Vec<RawStatic>,
+    routes: Vec<RawRoute>,
+    dns: RawDns,
+    /// whereabouts
+    range: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase", default)]
+struct RawRange {
+    subnet: Option<String>,
+    range_start: Option<String>,
+    range_end: Option<String>,
+    gateway: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawStatic {
+    address: String,
+    gateway: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawRoute {
+    dst: String,
+    gw: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawDns {
+    nameservers: Vec<String>,
+    search: Vec<String>,
+}
+
+fn ip(s: &str, what: &str) -> Result<IpAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("IPAM {what} {s:?} is not an IP address"))
+}
+
+fn net(s: &str, what: &str) -> Result<IpNet, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("IPAM {what} {s:?} is not a CIDR"))
+}
+
+fn parse_ipam(v: &Value) -> Result<Ipam, String> {
+    let raw: RawIpam = serde_json::from_value(v.clone()).map_err(|e| format!("IPAM: {e}"))?;
+    let mut ipam = Ipam::default();
+    match raw.kind.as_str() {
+        "host-local" => {
+            let mut ranges: Vec<RawRange> = raw.ranges.iter().flatten().cloned().collect();
+            if ranges.is_empty() && raw.legacy.subnet.is_some() {
+                ranges.push(raw.legacy.clone());
+            }
+            for r in &ranges {
+                let Some(subnet) = &r.subnet else { continue };
+                let subnet = net(subnet, "subnet")?.trunc();
+                ipam.subnets.push(subnet);
+                // host-local defaults the gateway to the subnet's first address.
+                let gw = match &r.gateway {
+                    Some(g) => ip(g, "gateway")?,
+                    None => first_host(&subnet),
+                };
+                if !ipam.gateways.iter().any(|g| g.is_ipv4() == gw.is_ipv4()) {
+                    ipam.gateways.push(gw);
+                }
+            }
+            if let [only] = ranges.as_slice()
+                && let (Some(start), Some(end), Some(subnet)) =
+                    (&only.range_start, &only.range_end, &only.subnet)
+            {
+                let (start, end) = (ip(start, "rangeStart")?, ip(end, "rangeEnd")?);
+                if start == end {
+                    let prefix = net(subnet, "subnet")?.prefix_len();
+                    ipam.pinned = IpNet::new(start, prefix).ok();
+                }
+            }
+        }
+        "static" => {
+            for a in &raw.addresses {
+                let addr = net(&a.address, "address")?;
+                ipam.subnets.push(addr.trunc());
+                if let Some(g) = &a.gateway {
+                    let gw = ip(g, "gateway")?;
+                    if !ipam.gateways.iter().any(|x| x.is_ipv4() == gw.is_ipv4()) {
+                        ipam.gateways.push(gw);
+                    }
+                }
+            }
+            if let [only] = raw.addresses.as_slice() {
+                ipam.pinned = Some(net(&only.address, "address")?);
+            }
+        }
+        "whereabouts" => {
+            if let Some(range) = &raw.range {
+                // whereabouts also accepts "start-end/prefix"; only the CIDR form names a subnet.
+                if let Ok(n) = range.parse::<IpNet>() {
+                    ipam.subnets.push(n.trunc());
+                }
+            }
+        }
+        _ => {}
+    }
+    for r in &raw.routes {
+        ipam.routes.push(Route {
+            dst: net(&r.dst, "route dst")?.trunc(),
+            gw: r.gw.as_deref().map(|g| ip(g, "route gw")).transpose()?,
+        });
+    }
+    ipam.nameservers = raw
+        .dns
+        .nameservers
+        .iter()
+        .map(|s| ip(s, "nameserver"))
+        .collect::<Result<_, _>>()?;
+    ipam.search = raw.dns.search;
+    Ok(ipam)
+}
+
+fn first_host(subnet: &IpNet) -> IpAddr {
+    match subnet {
+        IpNet::V4(n) => IpAddr::V4((u32::from(n.network()).wrapping_add(1)).into()),
+        IpNet::V6(n) => IpAddr::V6((u128::from(n.network()).wrapping_add(1)).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflist_main_plugin_is_the_first() {
+        let nad = Nad::from_config(
+            "default",
+            "ext",
+            r#"{"cniVersion":"0.3.1","plugins":[{"type":"macvlan","master":"ens160","ipam":{"type":"host-local","ranges":[[{"subnet":"192.168.1.0/24","rangeStart":"192.168.1.200","rangeEnd":"192.168.1.200"}]]}},{"type":"tuning"}]}"#,
+        );
+        assert_eq!(nad.main_type.as_deref(), Some("macvlan"));
+        assert_eq!(nad.ipam.pinned, Some("192.168.1.200/24".parse().unwrap()));
+        // Default host-local gateway: the subnet's first address.
+        assert_eq!(
+            nad.ipam.gateways,
+            vec!["192.168.1.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn empty_config_has_no_type() {
+        let nad = Nad::from_config("a", "b", "");
+        assert_eq!(nad.main_type, None);
+        assert_eq!(nad.config_error, None);
+    }
+
+    #[test]
+    fn broken_config_is_kept_with_its_error() {
+        let nad = Nad::from_config("a", "b", "{not json");
+        assert!(nad.config_error.unwrap().contains("not JSON"));
+        let nad = Nad::from_config(
+            "a",
+            "b",
+            r#"{"type":"bridge","ipam":{"type":"static","addresses":[{"address":"bogus"}]}}"#,
+        );
+        assert!(nad.config_error.unwrap().contains("bogus"));
+    }
+
+    #[test]
+    fn host_local_range_not_pinned_when_wider() {
+        let nad = Nad::from_config(
+            "a",
+            "b",
+            r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.0.0.0/24","rangeStart":"10.0.0.10","rangeEnd":"10.0.0.20","gateway":"10.0.0.254"}]]}}"#,
+        );
+        assert_eq!(nad.ipam.pinned, None);
+        assert_eq!(
+            nad.ipam.gateways,
+            vec!["10.0.0.254".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            nad.ipam.subnets,
+            vec!["10.0.0.0/24".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn legacy_host_local_and_two_ranges() {
+        let legacy = Nad::from_config(
+            "a",
+            "b",
+            r#"{"type":"ptp","ipam":{"type":"host-local","subnet":"10.1.1.0/24"}}"#,
+        );
+        assert_eq!(
+            legacy.ipam.subnets,
+            vec!["10.1.1.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(legacy.ipam.pinned, None);
+        let legacy_pinned = Nad::from_config(
+            "a",
+            "b",
+            r#"{"type":"bridge","ipam":{"type":"host-local","subnet":"10.1.1.0/24","rangeStart":"10.1.1.5","rangeEnd":"10.1.1.5"}}"#,
+        );
+        assert_eq!(
+            legacy_pinned.ipam.pinned,
+            Some("10.1.1.5/24".parse().unwrap())
+        );
+        let two = Nad::from_config(
+            "a",
+            "b",
+            r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.0.0.0/24","rangeStart":"10.0.0.5","rangeEnd":"10.0.0.5"}],[{"subnet":"fd00::/64","rangeStart":"fd00::5","rangeEnd":"fd00::5"}]]}}"#,
+        );
+        assert_eq!(two.ipam.pinned, None, "only a single range pins an address");
+        assert_eq!(two.ipam.gateways.len(), 2);
+    }
+
+    #[test]
+    fn static_ipam() {
+        let nad = Nad::from_config(
+            "a",
+            "b",
+            r#"{"type":"bridge","ipam":{"type":"static","addresses":[{"address":"10.10.0.5/24","gateway":"10.10.0.1"}],"routes":[{"dst":"0.0.0.0/0"}],"dns":{"nameservers":["10.10.0.1"],"search":["lab"]}}}"#,
+        );
+        assert_eq!(nad.ipam.pinned, Some("10.10.0.5/24".parse().unwrap()));
+        assert_eq!(
+            nad.ipam.gateway_for(&"0.0.0.0/0".parse().unwrap()),
+            Some("10.10.0.1".parse().unwrap())
+        );
+        assert_eq!(nad.ipam.gateway_for(&"::/0".parse().unwrap()), None);
+        assert_eq!(nad.ipam.search, vec!["lab"]);
+    }
+
+    #[test]
+    fn nad_object() {
+        let obj = serde_json::json!({"metadata": {"name": "n", "namespace": "x"}, "spec": {"config": "{\"type\":\"sriov\"}"}});
+        let nad = Nad::from_object(&obj).unwrap();
+        assert_eq!(
+            (nad.key(), nad.main_type.as_deref()),
+            ("x/n".to_string(), Some("sriov"))
+        );
+        let bad = serde_json::json!({"metadata": {"name": "n"}, "spec": {"config": 5}});
+        assert!(Nad::from_object(&bad).is_err());
+    }
+}
