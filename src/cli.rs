@@ -25,6 +25,11 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the webhook's checks on manifests, offline: prints the mutated VMs, writes warnings
+    /// and denials to stderr. Exit code 0: all allowed, 1: some denied, 2: usage or input error.
+    Review(crate::review::ReviewArgs),
+    /// Print the MAC address the webhook derives for a VM's network.
+    Mac(MacArgs),
     /// Write a CA and a serving certificate for the webhook Service.
     Certs(crate::certs::CertsArgs),
 }
@@ -33,6 +38,28 @@ impl Cli {
     /// Runs the chosen subcommand and maps its outcome to the process exit code.
     pub fn run(self) -> ExitCode {
         match self.command {
+            Command::Review(args) => {
+                let stdout = std::io::stdout();
+                let stderr = std::io::stderr();
+                match crate::review::review(&args, &mut stdout.lock(), &mut stderr.lock()) {
+                    Ok(summary) if summary.denied > 0 => ExitCode::from(1),
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            Command::Mac(args) => match args.run() {
+                Ok(mac) => {
+                    println!("{mac}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            },
             Command::Certs(args) => match crate::certs::run(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -54,5 +81,34 @@ pub fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Arguments of `kubevirt-net-webhook mac`.
+#[derive(Debug, clap::Args)]
+pub struct MacArgs {
+    /// The VM's namespace.
+    pub namespace: String,
+    /// The VM's name.
+    pub vm: String,
+    /// The VM network's name (spec.template.spec.networks[].name).
+    pub network: String,
+    /// Webhook configuration file (YAML), for macPrefix and clusterSalt.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl MacArgs {
+    /// The first derivation attempt; the webhook moves on only when a VM already has it.
+    pub fn run(&self) -> Result<crate::mac::Mac, crate::config::Error> {
+        let config = crate::config::Config::load(self.config.as_deref())?;
+        Ok(crate::mac::derive(
+            &config.mac_prefix,
+            &config.cluster_salt,
+            &self.namespace,
+            &self.vm,
+            &self.network,
+            0,
+        ))
     }
 }

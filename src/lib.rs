@@ -3,6 +3,7 @@
 //!
 //! The decision lives in [`engine`], a pure function of the VM, the NADs it references, the
 //! cluster's other VMs ([`inventory`]) and the [`config`]. The server and the CLI are shells.
+pub mod admission;
 pub mod annotations;
 pub mod certs;
 pub mod cli;
@@ -10,5 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod inventory;
 pub mod mac;
+pub mod manifests;
 pub mod nad;
+pub mod review;
 pub mod vm;
