@@ -51,21 +51,21 @@ fn quoted_list<T: ToString>(items: &[T]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Netplan v2, block style with flow collections: compact enough for 20 NICs in 2 KiB.
+/// Netplan v2 with one flow mapping per NIC: compact enough for 20 NICs in 2 KiB, and a
+/// line per NIC still reads well.
 pub fn render_netplan(nics: &[Nic]) -> String {
     let mut out = format!("{MARKER}\nversion: 2\nethernets:\n");
     for nic in nics {
         let name = &nic.guest_name;
-        let _ = write!(
-            out,
-            "  {name}:\n    match: {{macaddress: {}}}\n    set-name: {name}\n",
-            quote(&nic.mac)
-        );
+        let mut fields = vec![
+            format!("match: {{macaddress: {}}}", quote(&nic.mac)),
+            format!("set-name: {name}"),
+        ];
         match &nic.config {
-            NicConfig::Pod => out.push_str("    dhcp4: true\n"),
-            NicConfig::Dhcp => out.push_str("    dhcp4: true\n    optional: true\n"),
+            NicConfig::Pod => fields.push("dhcp4: true".into()),
+            NicConfig::Dhcp => fields.extend(["dhcp4: true".into(), "optional: true".into()]),
             NicConfig::Static(c) => {
-                let _ = writeln!(out, "    addresses: {}", quoted_list(&c.addresses));
+                fields.push(format!("addresses: {}", quoted_list(&c.addresses)));
                 let routes: Vec<String> = c
                     .routes
                     .iter()
@@ -83,23 +83,24 @@ pub fn render_netplan(nics: &[Nic]) -> String {
                     })
                     .collect();
                 if !routes.is_empty() {
-                    let _ = writeln!(out, "    routes: [{}]", routes.join(", "));
+                    fields.push(format!("routes: [{}]", routes.join(", ")));
                 }
-                if !c.nameservers.is_empty() || !c.search.is_empty() {
-                    let mut ns = Vec::new();
-                    if !c.nameservers.is_empty() {
-                        ns.push(format!("addresses: {}", quoted_list(&c.nameservers)));
-                    }
-                    if !c.search.is_empty() {
-                        ns.push(format!("search: {}", quoted_list(&c.search)));
-                    }
-                    let _ = writeln!(out, "    nameservers: {{{}}}", ns.join(", "));
+                let mut ns = Vec::new();
+                if !c.nameservers.is_empty() {
+                    ns.push(format!("addresses: {}", quoted_list(&c.nameservers)));
+                }
+                if !c.search.is_empty() {
+                    ns.push(format!("search: {}", quoted_list(&c.search)));
+                }
+                if !ns.is_empty() {
+                    fields.push(format!("nameservers: {{{}}}", ns.join(", ")));
                 }
                 if let Some(mtu) = c.mtu {
-                    let _ = writeln!(out, "    mtu: {mtu}");
+                    fields.push(format!("mtu: {mtu}"));
                 }
             }
         }
+        let _ = writeln!(out, "  {name}: {{{}}}", fields.join(", "));
     }
     out
 }
