@@ -352,10 +352,10 @@ fn validate_object_meta(v: &Value, path: &str, errs: &mut Vec<String>) {
                     type_name(other)
                 )),
             },
-            "name" | "generateName" | "namespace" | "uid" | "resourceVersion" => {
-                if !val.is_string() {
-                    errs.push(format!("{p}: expected string, got {}", type_name(val)));
-                }
+            "name" | "generateName" | "namespace" | "uid" | "resourceVersion"
+                if !val.is_string() =>
+            {
+                errs.push(format!("{p}: expected string, got {}", type_name(val)));
             }
             "finalizers" => match val.as_array() {
                 Some(a) if a.iter().all(Value::is_string) => {}
