@@ -806,6 +806,30 @@ fn collect_files(
     Ok(())
 }
 
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective uid.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The interpreter of the `cloud-init` script (its `#!` line), else `python3`.
+fn python_of(script: &Path) -> PathBuf {
+    std::fs::read_to_string(script)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.strip_prefix("#!"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .and_then(|w| match w.as_slice() {
+                    [env, prog, ..] if env.ends_with("/env") => Some(PathBuf::from(prog)),
+                    [interp, ..] => Some(PathBuf::from(interp)),
+                    [] => None,
+                })
+        })
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 /// Runs `cloud-init devel net-convert` on `network_data`. Links in network_data.json need a
 /// `name` (otherwise cloud-init looks the MAC up among *this host's* NICs): use
 /// [`net_convert_with_macs`] for unnamed links.
@@ -832,7 +856,20 @@ pub fn net_convert_with_macs(
     });
     std::fs::write(&input, network_data).map_err(|e| format!("write input: {e}"))?;
     let out_dir = tmp.path().join("out");
-    let mut cmd = Command::new(&tool);
+    // The networkd renderer chowns its files to `systemd-network`, which fails unless root
+    // (PermissionError; or "Unknown user" where that user does not exist). As non-root, run
+    // the same cloud-init entry point with that chown disabled; the content is unchanged.
+    let patched = output == OutputKind::Networkd && !running_as_root();
+    let mut cmd = if patched {
+        let mut c = Command::new(python_of(&tool));
+        c.arg("-c").arg(
+            "import sys, cloudinit.util; cloudinit.util.chownbyname = lambda *a, **k: None; \
+             from cloudinit.cmd.main import main; sys.argv[0] = 'cloud-init'; sys.exit(main())",
+        );
+        c
+    } else {
+        Command::new(&tool)
+    };
     cmd.args(["devel", "net-convert", "--network-data"])
         .arg(&input)
         .args(["--kind", input_kind.cli_name()])
@@ -846,7 +883,12 @@ pub fn net_convert_with_macs(
             .arg(format!("{name},{}", mac.to_ascii_lowercase()));
     }
     let shown = format!(
-        "cloud-init devel net-convert --kind {} --distro {} --output-kind {}{}",
+        "cloud-init devel net-convert{} --kind {} --distro {} --output-kind {}{}",
+        if patched {
+            " (chown disabled, non-root)"
+        } else {
+            ""
+        },
         input_kind.cli_name(),
         output.distro(),
         output.cli_name(),
