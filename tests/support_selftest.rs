@@ -640,3 +640,34 @@ fn swapped_macs_move_the_binding() {
     );
     assert!(t.addresses_bound_to(MAC_EXT).is_empty());
 }
+
+#[test]
+fn ubuntu_pipeline_accepts_both_inputs() {
+    // Without the `network:` wrapper (netplan generate alone would reject `version`).
+    let bare = NETPLAN_TWO_NICS
+        .strip_prefix("network:\n")
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(guest::netplan_generate(&bare).is_err());
+    for (data, kind) in [
+        (bare.as_str(), InputKind::Netplan),
+        (JSON_TWO_NICS, InputKind::OpenStackJson),
+    ] {
+        let t = guest::ubuntu_pipeline(data, kind).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("{} took {:?}", t.command, t.elapsed);
+        assert_eq!(
+            t.addresses_bound_to(MAC_EXT),
+            vec!["192.168.1.200/24", "fd00:50::10/64"],
+            "{kind:?}"
+        );
+        assert_eq!(
+            t.routes_bound_to(MAC_EXT),
+            vec![r("0.0.0.0/0", "192.168.1.1"), r("::/0", "fd00:50::1")],
+            "{kind:?}"
+        );
+        assert_eq!(t.device_name_for_mac(MAC_EXT).as_deref(), Some("external"));
+    }
+}

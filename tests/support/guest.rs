@@ -994,3 +994,18 @@ pub fn netplan_generate(netplan_yaml: &str) -> Result<RenderedTree, String> {
         elapsed,
     })
 }
+
+/// What an Ubuntu guest does: cloud-init renders `network_data` to
+/// `/etc/netplan/50-cloud-init.yaml`, then `netplan generate` consumes it. Accepts netplan v2
+/// with or without the top-level `network:` key (cloud-init takes both; netplan itself
+/// requires it) and network_data.json. Returns netplan's generated tree.
+pub fn ubuntu_pipeline(network_data: &str, input_kind: InputKind) -> Result<RenderedTree, String> {
+    let rendered = net_convert(network_data, input_kind, OutputKind::Netplan)?;
+    let yaml = rendered
+        .file("etc/netplan/50-cloud-init.yaml")
+        .ok_or_else(|| format!("cloud-init wrote no netplan file:\n{}", rendered.all_text()))?;
+    let mut t = netplan_generate(yaml)?;
+    t.command = format!("{} | {}", rendered.command, t.command);
+    t.elapsed += rendered.elapsed;
+    Ok(t)
+}
