@@ -29,6 +29,13 @@
 //! - BUG: NetworkManager renderer with v2 input puts *all* routes of an interface under the
 //!   first subnet's section, so IPv6 routes land in `[ipv4]` when the interface also has an
 //!   IPv4 address. network_data.json keeps routes per network. See [`RenderedTree::problems`].
+//! - The NetworkManager renderer matches by MAC only (no `interface-name`, no udev rule);
+//!   eni and sysconfig write `70-persistent-net.rules` (MAC → name); networkd writes
+//!   `Name=` in `[Match]`. At boot cloud-init renames NICs itself before rendering.
+//! - The networkd renderer chowns its files to `systemd-network`, so net-convert fails as
+//!   non-root; [`net_convert`] then runs the same entry point with that chown disabled.
+//! - `netplan generate` requires the top-level `network:` key; cloud-init accepts v2 with or
+//!   without it (see [`ubuntu_pipeline`]). Each tool run takes about 0.2–0.3 s.
 //! - network_data.json: a link's `name` key is honoured as the device name; without it
 //!   cloud-init must map `ethernet_mac_address` to an existing NIC (on the host running
 //!   net-convert! pass `-m name,mac`, lowercase MAC, via [`net_convert_with_macs`]).
