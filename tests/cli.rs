@@ -1,0 +1,150 @@
+//! The `review` command as CI pipelines run it: exit codes, output formats, error messages.
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kubevirt-net-webhook"))
+}
+
+fn case(name: &str) -> String {
+    format!("{}/../shared/testdata/cases/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+const NAD: &str = "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {name: br, namespace: lab}\nspec:\n  config: '{\"type\":\"bridge\",\"ipam\":{\"type\":\"host-local\",\"subnet\":\"10.0.0.0/24\"}}'\n";
+
+fn vm_yaml(name: &str, address: &str) -> String {
+    format!(
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata:\n  name: {name}\n  namespace: lab\n  annotations:\n    kubevirt-net-webhook.io/networks: '{{\"ext\": \"{address}\"}}'\nspec:\n  template:\n    spec:\n      domain:\n        devices:\n          interfaces: [{{name: ext, bridge: {{}}}}]\n      networks: [{{name: ext, multus: {{networkName: br}}}}]\n"
+    )
+}
+
+#[test]
+fn exit_codes_follow_the_verdict() {
+    let ok = run(&["review", "-f", &case("seed-wukong-static-ip.yaml")]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(stderr(&ok).ends_with("1 allowed, 0 denied\n"));
+    let denied = run(&["review", "-f", &case("macvlan-bridge-denied.yaml"), "-f", &case("sriov-and-macvtap.yaml")]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(stderr(&denied).contains("default/ubuntu-vm: denied:"));
+    assert!(stderr(&denied).ends_with("1 allowed, 1 denied\n"));
+}
+
+#[test]
+fn two_manifests_claiming_one_address_are_both_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(&dir, "a.yaml", &format!("{NAD}---\n{}", vm_yaml("a", "10.0.0.5/24")));
+    let b = write(&dir, "b.yaml", &vm_yaml("b", "10.0.0.5/24"));
+    let o = run(&["review", "-f", &a, "-f", &b]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("lab/a: denied:") && err.contains("lab/b: denied:"), "{err}");
+    assert!(err.contains("0 allowed, 2 denied"));
+    // Against the cluster's VMs (--vms) instead.
+    let cluster = tempfile::tempdir().unwrap();
+    write(&cluster, "other.yaml", &vm_yaml("other", "10.0.0.6/24"));
+    let c = write(&dir, "c.yaml", &format!("{NAD}---\n{}", vm_yaml("c", "10.0.0.6/24")));
+    let o = run(&["review", "-f", &c, "--vms", &cluster.path().display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("VM \"other\" in this namespace"));
+}
+
+#[test]
+fn input_errors_exit_2_naming_file_and_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(&dir, "broken.yaml", &format!("{NAD}---\nkind: [oops\n"));
+    let o = run(&["review", "-f", &broken]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("broken.yaml, document 2"), "{}", stderr(&o));
+
+    let typed = write(&dir, "typed.yaml", "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: t}\nspec:\n  template:\n    spec:\n      networks: {name: x}\n");
+    let o = run(&["review", "-f", &typed]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("typed.yaml, document 1") && err.contains("spec.template.spec.networks"), "{err}");
+
+    let no_template = write(&dir, "nt.yaml", "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: t}\nspec: {}\n");
+    let o = run(&["review", "-f", &no_template]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("template"));
+
+    let o = run(&["review", "-f", "/does/not/exist.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/does/not/exist.yaml"));
+
+    let o = run(&["review", "-f", &case("seed-wukong-static-ip.yaml"), "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["review"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let bad_config = write(&dir, "config.yaml", "macPrefix: \"01\"\n");
+    let o = run(&["review", "-f", &case("seed-wukong-static-ip.yaml"), "--config", &bad_config]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("macPrefix") && stderr(&o).contains("multicast"), "{}", stderr(&o));
+    for o in [&o] {
+        assert!(!stderr(o).contains("panicked"));
+    }
+}
+
+#[test]
+fn stdin_and_admission_review_input() {
+    let text = std::fs::read_to_string(case("seed-wukong-static-ip.yaml")).unwrap();
+    let mut child = bin().args(["review", "-f", "-", "-o", "patch"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let patch: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(patch.as_array().unwrap().iter().any(|op| op["path"] == "/spec/template/spec/domain/devices/interfaces/1/name"));
+
+    // The same VM wrapped in an AdmissionReview answers with the caller's uid.
+    let docs = kubevirt_net_webhook::manifests::parse_str(&text, "seed").unwrap();
+    let vm = &docs.iter().find(|d| d.kind() == "VirtualMachine").unwrap().value;
+    let review = kubevirt_net_webhook::admission::request_for("abc-123", kubevirt_net_webhook::engine::Operation::Create, "default", vm, None, true);
+    let dir = tempfile::tempdir().unwrap();
+    let nad = docs.iter().find(|d| d.kind() == "NetworkAttachmentDefinition").unwrap();
+    let f = write(&dir, "review.json", &format!("{}\n---\n{}", nad.value, review));
+    let o = run(&["review", "-f", &f, "-o", "review"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "one answer from /mutate, one from /validate");
+    assert_eq!(lines[0]["response"]["uid"], "abc-123");
+    assert_eq!(lines[0]["response"]["patchType"], "JSONPatch");
+    assert_eq!(lines[1]["response"]["allowed"], true);
+}
+
+#[test]
+fn output_formats() {
+    let yaml = run(&["review", "-f", &case("sriov-and-macvtap.yaml")]);
+    let text = String::from_utf8(yaml.stdout).unwrap();
+    assert!(text.contains("kind: VirtualMachine") && text.contains("macAddress:"));
+    let json = run(&["review", "-f", &case("sriov-and-macvtap.yaml"), "-f", &case("seed-wukong-static-ip.yaml"), "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["kind"], "List");
+    assert_eq!(doc["items"].as_array().unwrap().len(), 2);
+    let o = run(&["review", "-f", &case("sriov-and-macvtap.yaml"), "-o", "xml"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn mac_command() {
+    let o = run(&["mac", "default", "ubuntu-vm", "external"]);
+    assert_eq!(o.status.code(), Some(0));
+    let mac = String::from_utf8(o.stdout).unwrap();
+    assert!(mac.trim().starts_with("02:") && mac.trim().len() == 17, "{mac}");
+    assert_eq!(run(&["mac", "default"]).status.code(), Some(2));
+}
