@@ -80,8 +80,7 @@ fn writes_a_chain_openssl_verifies() {
     ] {
         // Compare whole entries: the .svc name is a prefix of the .svc.cluster.local one.
         assert!(
-            san.split(|c| c == ',' || c == '\n')
-                .any(|entry| entry.trim() == name),
+            san.split([',', '\n']).any(|entry| entry.trim() == name),
             "{name} missing from subjectAltName: {san}"
         );
     }
