@@ -1,0 +1,686 @@
+//! Invariants of the manifests in `deploy/`, checked on what `kubectl kustomize` renders.
+//!
+//! Needs `kubectl` (any kubectl >= 1.21, whose embedded kustomize is v4+; Debian's
+//! `kubernetes-client` package provides kubectl). A missing kubectl fails the tests: a
+//! skipped check of the manifests is how a broken install ships. `KUBECTL` overrides the
+//! command. A kubectl too old for this kustomization format (Debian bookworm's 1.20 embeds
+//! kustomize v2) falls back to [`render_fallback`], which understands exactly the subset of
+//! kustomize these manifests use; `fallback_renderer_agrees_with_kubectl` keeps it honest.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "kubevirt-net-webhook";
+const TLS_SECRET: &str = "kubevirt-net-webhook-tls";
+const CERT_DIR: &str = "/etc/webhook/certs";
+/// The binary's defaults for `--listen` and `--admin-listen` (SPEC §3).
+const DEFAULT_HTTPS_PORT: u64 = 8443;
+const DEFAULT_ADMIN_PORT: u64 = 9090;
+const INJECT_CA: &str = "cert-manager.io/inject-ca-from";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn kubectl() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
+}
+
+fn parse_docs(text: &str, origin: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| panic!("{origin}: invalid YAML: {e}"))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Whether kubectl embeds a kustomize that reads `resources:` directories and `patches:`
+/// (v4+). kubectl prints a `Kustomize Version` line since 1.21, which is when it got v4.
+fn kubectl_has_modern_kustomize() -> bool {
+    match Command::new(kubectl())
+        .args(["version", "--client"])
+        .output()
+    {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).contains("Kustomize Version"),
+        Err(e) => panic!("{}", missing_kubectl(&e)),
+    }
+}
+
+fn missing_kubectl(e: &std::io::Error) -> String {
+    format!(
+        "cannot run `{}` ({e}). Install kubectl >= 1.21 (Debian package kubernetes-client, \
+         or any kubectl) to test deploy/; CI installs it.",
+        kubectl()
+    )
+}
+
+/// Renders `deploy/<rel>` with kubectl (or, for a kubectl too old, the fallback).
+fn render(rel: &str) -> Vec<Value> {
+    let dir = repo().join(rel);
+    let output = match Command::new(kubectl()).arg("kustomize").arg(&dir).output() {
+        Ok(output) => output,
+        Err(e) => panic!("{}", missing_kubectl(&e)),
+    };
+    if output.status.success() {
+        return parse_docs(&String::from_utf8_lossy(&output.stdout), rel);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if kubectl_has_modern_kustomize() {
+        panic!("`kubectl kustomize {rel}` failed:\n{stderr}");
+    }
+    eprintln!(
+        "note: this kubectl embeds a kustomize older than v4 and cannot render {rel} \
+         ({}); using the test's own renderer. Users need kubectl >= 1.21.",
+        stderr.lines().next().unwrap_or_default()
+    );
+    render_fallback(&dir)
+}
+
+/// Kinds the `namespace:` field of a kustomization leaves alone.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "ClusterIssuer",
+];
+
+/// A kustomize subset: `resources` (files and directories), `patches` given by `path`
+/// (strategic-merge patches that only add map fields, applied as JSON merge patches) and
+/// `namespace`. Anything else fails loudly rather than rendering something different.
+fn render_fallback(dir: &Path) -> Vec<Value> {
+    let file = dir.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let k: Value = serde_yaml_ng::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", file.display()));
+    let known = ["apiVersion", "kind", "namespace", "resources", "patches"];
+    for key in k.as_object().expect("kustomization is a map").keys() {
+        assert!(
+            known.contains(&key.as_str()),
+            "{}: the fallback renderer does not support `{key}`; extend it or use kubectl >= 1.21",
+            file.display()
+        );
+    }
+    let mut objects = Vec::new();
+    for entry in k["resources"].as_array().into_iter().flatten() {
+        let path = dir.join(entry.as_str().expect("resource is a string"));
+        if path.is_dir() {
+            objects.extend(render_fallback(&path));
+        } else {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            objects.extend(parse_docs(&text, &path.display().to_string()));
+        }
+    }
+    for patch_ref in k["patches"].as_array().into_iter().flatten() {
+        let rel = patch_ref["path"]
+            .as_str()
+            .expect("the fallback renderer supports only `patches: [{path: FILE}]`");
+        let path = dir.join(rel);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        for patch in parse_docs(&text, rel) {
+            let target = objects
+                .iter_mut()
+                .find(|o| o["kind"] == patch["kind"] && name(o) == name(&patch))
+                .unwrap_or_else(|| panic!("{rel}: patch matches no resource"));
+            merge(target, &patch);
+        }
+    }
+    if let Some(ns) = k["namespace"].as_str() {
+        for o in &mut objects {
+            let kind = o["kind"].as_str().unwrap_or_default();
+            if !CLUSTER_SCOPED.contains(&kind) {
+                o["metadata"]["namespace"] = json!(ns);
+            }
+        }
+    }
+    objects
+}
+
+/// JSON merge patch (RFC 7396) minus deletion, which the patches here never need.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (key, value) in p {
+                merge(t.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn name(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn kind_of<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found = kind_of(objects, kind);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether every `matchLabels` pair is among `labels` (and there is at least one).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let Some(match_labels) = selector["matchLabels"].as_object() else {
+        return false;
+    };
+    !match_labels.is_empty() && match_labels.iter().all(|(k, v)| &labels[k] == v)
+}
+
+/// The port an `--listen`-style flag binds, or its default.
+fn flag_port(args: &[&str], flag: &str, default: u64) -> u64 {
+    let value = args
+        .iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1).copied())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')))
+        });
+    match value {
+        None => default,
+        Some(addr) => addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} {addr}: no port")),
+    }
+}
+
+/// Resolves a probe's or Service's port (number or container port name) to a number.
+fn resolve_port(port: &Value, container: &Value) -> u64 {
+    if let Some(n) = port.as_u64() {
+        return n;
+    }
+    let wanted = port.as_str().unwrap_or_else(|| panic!("bad port {port}"));
+    container["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == wanted)
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no container port named {wanted:?}"))
+}
+
+/// The single webhook container and the pod spec around it.
+fn webhook_container(objects: &[Value]) -> (&Value, &Value) {
+    let deployment = one(objects, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().expect("containers");
+    let container = containers
+        .iter()
+        .find(|c| strs(&c["args"]).first() == Some(&"serve"))
+        .expect("a container running `serve`");
+    (pod, container)
+}
+
+fn check_common(objects: &[Value]) {
+    // Namespace and placement of everything namespaced.
+    let namespace = one(objects, "Namespace");
+    assert_eq!(name(namespace), NAMESPACE);
+    for o in objects {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        if !CLUSTER_SCOPED.contains(&kind) {
+            assert_eq!(
+                o["metadata"]["namespace"],
+                NAMESPACE,
+                "{kind}/{} is not in {NAMESPACE}",
+                name(o)
+            );
+        }
+    }
+
+    // Deployment.
+    let deployment = one(objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let template_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    assert!(selects(&deployment["spec"]["selector"], template_labels));
+    let (pod, container) = webhook_container(objects);
+    let args = strs(&container["args"]);
+    let flag_value = |flag: &str| {
+        let i = args.iter().position(|a| *a == flag)?;
+        args.get(i + 1).copied()
+    };
+    let tls_cert = flag_value("--tls-cert");
+    let tls_key = flag_value("--tls-key");
+    assert_eq!(tls_cert, Some(format!("{CERT_DIR}/tls.crt").as_str()));
+    assert_eq!(tls_key, Some(format!("{CERT_DIR}/tls.key").as_str()));
+    let https_port = flag_port(&args, "--listen", DEFAULT_HTTPS_PORT);
+    let admin_port = flag_port(&args, "--admin-listen", DEFAULT_ADMIN_PORT);
+    assert_eq!(resolve_port(&json!("https"), container), https_port);
+    assert_eq!(resolve_port(&json!("admin"), container), admin_port);
+
+    // The certificate directory is the TLS Secret, read-only, mounted whole (not subPath)
+    // so that rotations reach the running server.
+    let mount = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"] == CERT_DIR)
+        .expect("a volume mounted at the certificate directory");
+    assert_eq!(mount["readOnly"], true);
+    assert!(
+        mount.get("subPath").is_none(),
+        "subPath mounts never rotate"
+    );
+    let volume = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    assert_eq!(volume["secret"]["secretName"], TLS_SECRET);
+
+    // Probes on the admin port.
+    let readiness = &container["readinessProbe"]["httpGet"];
+    let liveness = &container["livenessProbe"]["httpGet"];
+    assert_eq!(readiness["path"], "/readyz");
+    assert_eq!(liveness["path"], "/healthz");
+    assert_eq!(resolve_port(&readiness["port"], container), admin_port);
+    assert_eq!(resolve_port(&liveness["port"], container), admin_port);
+
+    // Every container: non-root, read-only root, no escalation, no capabilities, bounded.
+    for c in pod["containers"].as_array().unwrap() {
+        let sc = &c["securityContext"];
+        let psc = &pod["securityContext"];
+        let cname = c["name"].as_str().unwrap_or_default();
+        assert!(
+            sc["runAsNonRoot"] == true
+                || (sc["runAsNonRoot"].is_null() && psc["runAsNonRoot"] == true),
+            "{cname}: runAsNonRoot"
+        );
+        let uid = if sc["runAsUser"].is_null() {
+            &psc["runAsUser"]
+        } else {
+            &sc["runAsUser"]
+        };
+        assert_eq!(uid, 65532, "{cname}: runAsUser");
+        assert_eq!(
+            sc["readOnlyRootFilesystem"], true,
+            "{cname}: readOnlyRootFilesystem"
+        );
+        assert_eq!(
+            sc["allowPrivilegeEscalation"], false,
+            "{cname}: allowPrivilegeEscalation"
+        );
+        assert!(
+            strs(&sc["capabilities"]["drop"]).contains(&"ALL"),
+            "{cname}: drop ALL"
+        );
+        let seccomp = if sc["seccompProfile"].is_null() {
+            &psc["seccompProfile"]
+        } else {
+            &sc["seccompProfile"]
+        };
+        assert_eq!(seccomp["type"], "RuntimeDefault", "{cname}: seccompProfile");
+        for section in ["requests", "limits"] {
+            for resource in ["cpu", "memory"] {
+                assert!(
+                    c["resources"][section][resource].is_string()
+                        || c["resources"][section][resource].is_number(),
+                    "{cname}: resources.{section}.{resource} missing"
+                );
+            }
+        }
+    }
+
+    // Replicas spread over nodes.
+    let anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .map(|t| if t["podAffinityTerm"].is_null() { t } else { &t["podAffinityTerm"] })
+        .find(|t| t["topologyKey"] == "kubernetes.io/hostname")
+        .expect("podAntiAffinity on kubernetes.io/hostname");
+    assert!(
+        selects(&anti["labelSelector"], template_labels),
+        "anti-affinity must select the pods"
+    );
+
+    // PDB keeps one replica through drains.
+    let pdb = one(objects, "PodDisruptionBudget");
+    assert!(
+        selects(&pdb["spec"]["selector"], template_labels),
+        "PDB must select the pods"
+    );
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+
+    // Service → container.
+    let service = one(objects, "Service");
+    assert!(selects(
+        &json!({"matchLabels": service["spec"]["selector"]}),
+        template_labels
+    ));
+    let service_ports = service["spec"]["ports"].as_array().expect("service ports");
+    let https = service_ports
+        .iter()
+        .find(|p| p["port"] == 443)
+        .expect("Service port 443");
+    let target = if https["targetPort"].is_null() {
+        &https["port"]
+    } else {
+        &https["targetPort"]
+    };
+    assert_eq!(
+        resolve_port(target, container),
+        https_port,
+        "Service 443 must reach the HTTPS listener"
+    );
+
+    // Webhooks.
+    let expected = [
+        (
+            "MutatingWebhookConfiguration",
+            "mutate.kubevirt-net-webhook.io",
+            "/mutate",
+        ),
+        (
+            "ValidatingWebhookConfiguration",
+            "validate.kubevirt-net-webhook.io",
+            "/validate",
+        ),
+    ];
+    for (kind, webhook_name, path) in expected {
+        let config = one(objects, kind);
+        let webhooks = config["webhooks"].as_array().expect("webhooks");
+        assert_eq!(webhooks.len(), 1, "{kind}: one webhook");
+        let w = &webhooks[0];
+        assert_eq!(w["name"], webhook_name);
+        let svc = &w["clientConfig"]["service"];
+        assert_eq!(
+            svc["name"], service["metadata"]["name"],
+            "{kind}: Service name"
+        );
+        assert_eq!(svc["namespace"], NAMESPACE, "{kind}: Service namespace");
+        assert_eq!(svc["path"], path, "{kind}: path");
+        let port = svc["port"].as_u64().unwrap_or(443);
+        assert!(
+            service_ports.iter().any(|p| p["port"] == port),
+            "{kind}: port {port} not on the Service"
+        );
+        assert!(
+            w["clientConfig"].get("url").is_none(),
+            "{kind}: use the Service, not a URL"
+        );
+        assert_eq!(w["sideEffects"], "None", "{kind}");
+        assert_eq!(w["failurePolicy"], "Fail", "{kind}");
+        assert_eq!(w["matchPolicy"], "Equivalent", "{kind}");
+        let timeout = w["timeoutSeconds"].as_u64().expect("timeoutSeconds set");
+        assert!(
+            (1..=10).contains(&timeout),
+            "{kind}: timeoutSeconds {timeout}"
+        );
+        assert!(
+            strs(&w["admissionReviewVersions"]).contains(&"v1"),
+            "{kind}"
+        );
+        if kind == "MutatingWebhookConfiguration" {
+            assert_eq!(w["reinvocationPolicy"], "IfNeeded", "{kind}");
+        } else {
+            assert!(
+                w.get("reinvocationPolicy").is_none(),
+                "{kind}: no reinvocationPolicy"
+            );
+        }
+        let rules = w["rules"].as_array().expect("rules");
+        assert!(
+            rules
+                .iter()
+                .any(|r| strs(&r["apiGroups"]) == ["kubevirt.io"]
+                    && strs(&r["apiVersions"]).contains(&"v1")
+                    && strs(&r["resources"]) == ["virtualmachines"]
+                    && strs(&r["operations"]).contains(&"CREATE")
+                    && strs(&r["operations"]).contains(&"UPDATE")),
+            "{kind}: rule for kubevirt.io/v1 virtualmachines CREATE+UPDATE"
+        );
+        for r in rules {
+            assert!(
+                !strs(&r["resources"]).contains(&"*"),
+                "{kind}: no wildcard resources"
+            );
+            assert!(
+                !strs(&r["operations"]).contains(&"DELETE"),
+                "{kind}: no DELETE"
+            );
+        }
+        let exprs = w["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .expect("namespaceSelector");
+        assert!(
+            exprs
+                .iter()
+                .any(|e| e["key"] == "kubevirt-net-webhook.io/ignore"
+                    && e["operator"] == "DoesNotExist"),
+            "{kind}: opt-out label"
+        );
+        assert!(
+            exprs
+                .iter()
+                .any(|e| e["key"] == "kubernetes.io/metadata.name"
+                    && e["operator"] == "NotIn"
+                    && strs(&e["values"]).contains(&NAMESPACE)),
+            "{kind}: own namespace excluded"
+        );
+    }
+
+    check_rbac(objects, deployment);
+}
+
+fn check_rbac(objects: &[Value], deployment: &Value) {
+    let allowed_verbs: BTreeSet<&str> = ["get", "list", "watch"].into();
+    let allowed: BTreeSet<(&str, &str)> = [
+        ("k8s.cni.cncf.io", "network-attachment-definitions"),
+        ("kubevirt.io", "virtualmachines"),
+    ]
+    .into();
+    let sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName");
+    assert!(
+        kind_of(objects, "ServiceAccount")
+            .iter()
+            .any(|s| name(s) == sa),
+        "ServiceAccount {sa} missing"
+    );
+    assert!(kind_of(objects, "Role").is_empty() && kind_of(objects, "RoleBinding").is_empty());
+    let mut granted: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
+    for role in kind_of(objects, "ClusterRole") {
+        for rule in role["rules"].as_array().expect("rules") {
+            assert!(rule.get("nonResourceURLs").is_none(), "no nonResourceURLs");
+            for verb in strs(&rule["verbs"]) {
+                assert!(
+                    allowed_verbs.contains(verb),
+                    "{}: verb {verb} not allowed",
+                    name(role)
+                );
+                for group in strs(&rule["apiGroups"]) {
+                    for resource in strs(&rule["resources"]) {
+                        assert!(
+                            allowed.contains(&(group, resource)),
+                            "{}: {group}/{resource} not allowed",
+                            name(role)
+                        );
+                        granted.insert((group, resource, verb));
+                    }
+                }
+            }
+        }
+    }
+    // The reflectors need all three on both resources.
+    for (group, resource) in &allowed {
+        for verb in &allowed_verbs {
+            assert!(
+                granted.contains(&(group, resource, verb)),
+                "missing {verb} on {group}/{resource}"
+            );
+        }
+    }
+    let binding = one(objects, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert!(
+        kind_of(objects, "ClusterRole")
+            .iter()
+            .any(|r| binding["roleRef"]["name"] == name(r))
+    );
+    assert!(
+        binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["kind"] == "ServiceAccount"
+                && s["name"] == sa
+                && s["namespace"] == NAMESPACE),
+        "ClusterRoleBinding must bind the Deployment's ServiceAccount"
+    );
+}
+
+#[test]
+fn base_renders_and_holds_invariants() {
+    let objects = render("deploy");
+    check_common(&objects);
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = one(&objects, kind);
+        assert!(
+            config["metadata"]["annotations"][INJECT_CA].is_null(),
+            "{kind}: the base must not depend on cert-manager"
+        );
+        // Left out (not ""), so that re-applying the base keeps an injected caBundle.
+        for w in config["webhooks"].as_array().unwrap() {
+            assert!(
+                w["clientConfig"].get("caBundle").is_none(),
+                "{kind}: caBundle in the base"
+            );
+        }
+    }
+}
+
+#[test]
+fn cert_manager_overlay_injects_ca_from_an_existing_certificate() {
+    let objects = render("deploy/overlays/cert-manager");
+    check_common(&objects);
+    let certificates = kind_of(&objects, "Certificate");
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = one(&objects, kind);
+        let from = config["metadata"]["annotations"][INJECT_CA]
+            .as_str()
+            .unwrap_or_else(|| panic!("{kind}: no {INJECT_CA} annotation"));
+        let (ns, cert_name) = from.split_once('/').expect("NAMESPACE/NAME");
+        let cert = certificates
+            .iter()
+            .find(|c| c["metadata"]["namespace"] == ns && name(c) == cert_name)
+            .unwrap_or_else(|| panic!("{kind}: {INJECT_CA} names missing Certificate {from}"));
+        assert_eq!(
+            cert["spec"]["secretName"], TLS_SECRET,
+            "the Certificate must write the mounted Secret"
+        );
+        let dns = strs(&cert["spec"]["dnsNames"]);
+        let service = one(&objects, "Service");
+        let svc_name = name(service);
+        for wanted in [
+            format!("{svc_name}.{NAMESPACE}.svc"),
+            format!("{svc_name}.{NAMESPACE}.svc.cluster.local"),
+        ] {
+            assert!(dns.contains(&wanted.as_str()), "Certificate lacks {wanted}");
+        }
+        assert!(
+            cert["spec"]["isCA"] != true,
+            "the serving Certificate is not a CA"
+        );
+        // Its issuer exists in the same render (an Issuer in its namespace).
+        let issuer_ref = &cert["spec"]["issuerRef"];
+        assert_eq!(issuer_ref["kind"], "Issuer");
+        assert!(
+            kind_of(&objects, "Issuer")
+                .iter()
+                .any(|i| name(i) == issuer_ref["name"] && i["metadata"]["namespace"] == ns),
+            "issuer {} missing",
+            issuer_ref["name"]
+        );
+    }
+}
+
+#[test]
+fn fallback_renderer_agrees_with_kubectl() {
+    if !kubectl_has_modern_kustomize() {
+        eprintln!("note: kubectl lacks kustomize v4+; nothing to compare the fallback with");
+        return;
+    }
+    for rel in ["deploy", "deploy/overlays/cert-manager"] {
+        let key = |o: &Value| format!("{}/{}/{}", o["kind"], o["metadata"]["namespace"], name(o));
+        let mut real = render(rel);
+        let mut fallback = render_fallback(&repo().join(rel));
+        real.sort_by_key(key);
+        fallback.sort_by_key(key);
+        assert_eq!(
+            real, fallback,
+            "{rel}: fallback renderer differs from kubectl kustomize"
+        );
+    }
+}
+
+#[test]
+fn containerfile_matches_the_deployment() {
+    let path = repo().join("deploy/Containerfile");
+    let text = std::fs::read_to_string(&path).expect("deploy/Containerfile");
+    assert!(
+        text.contains("cargo build --release --locked"),
+        "reproducible build from Cargo.lock"
+    );
+    let user = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
+        .expect("USER in the final stage");
+    assert!(
+        user.starts_with("65532"),
+        "image USER {user} must match runAsUser 65532"
+    );
+    let entrypoint = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ENTRYPOINT "))
+        .expect("ENTRYPOINT");
+    assert!(entrypoint.contains("kubevirt-net-webhook"), "{entrypoint}");
+    let objects = render("deploy");
+    let (_, container) = webhook_container(&objects);
+    // The Deployment passes `serve ...` as args, so the entrypoint must be the binary alone.
+    assert!(
+        container.get("command").is_none(),
+        "command would override the ENTRYPOINT"
+    );
+}
