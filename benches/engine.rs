@@ -19,7 +19,8 @@ fn vm(secondaries: usize) -> (Value, Inventory) {
         inv.upsert_nad(Nad::from_config("bench", &format!("nad{i}"), r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.0.0.0/16","gateway":"10.0.0.1"}]],"routes":[{"dst":"0.0.0.0/0"}]}}"#));
         // Interfaces named after their NAD, as in the seed notes: every one is renamed.
         interfaces.push(json!({"name": format!("nad{i}"), "bridge": {}}));
-        networks.push(json!({"name": format!("net{i}"), "multus": {"networkName": format!("nad{i}")}}));
+        networks
+            .push(json!({"name": format!("net{i}"), "multus": {"networkName": format!("nad{i}")}}));
     }
     // A populated cluster: 10,000 other VMs on the same NADs.
     for n in 0..10_000 {
@@ -45,12 +46,28 @@ fn bench(c: &mut Criterion) {
     let config = Config::default();
     for (label, secondaries) in [("3-nic", 2), ("20-nic", 19)] {
         let (object, inv) = vm(secondaries);
-        let req = Request { operation: Operation::Create, namespace: "bench", object: &object, old_object: None };
-        c.bench_function(&format!("mutate {label}"), |b| b.iter(|| engine::mutate(black_box(&req), &inv, &config).unwrap()));
+        let req = Request {
+            operation: Operation::Create,
+            namespace: "bench",
+            object: &object,
+            old_object: None,
+        };
+        c.bench_function(&format!("mutate {label}"), |b| {
+            b.iter(|| engine::mutate(black_box(&req), &inv, &config).unwrap())
+        });
         let mut mutated = object.clone();
-        json_patch::patch(&mut mutated, &engine::mutate(&req, &inv, &config).unwrap().patch).unwrap();
-        let vreq = Request { object: &mutated, ..req };
-        c.bench_function(&format!("validate {label}"), |b| b.iter(|| engine::validate(black_box(&vreq), &inv, &config).unwrap()));
+        json_patch::patch(
+            &mut mutated,
+            &engine::mutate(&req, &inv, &config).unwrap().patch,
+        )
+        .unwrap();
+        let vreq = Request {
+            object: &mutated,
+            ..req
+        };
+        c.bench_function(&format!("validate {label}"), |b| {
+            b.iter(|| engine::validate(black_box(&vreq), &inv, &config).unwrap())
+        });
     }
 }
 

@@ -9,7 +9,10 @@ fn bin() -> Command {
 }
 
 fn case(name: &str) -> String {
-    format!("{}/../shared/testdata/cases/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../shared/testdata/cases/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn run(args: &[&str]) -> Output {
@@ -18,6 +21,18 @@ fn run(args: &[&str]) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `args`, expecting exit code 2 with a message and no panic; returns stderr.
+fn input_error(args: &[&str]) -> String {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.trim().is_empty(),
+        "{args:?}: {err}"
+    );
+    err
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
@@ -39,7 +54,13 @@ fn exit_codes_follow_the_verdict() {
     let ok = run(&["review", "-f", &case("seed-wukong-static-ip.yaml")]);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
     assert!(stderr(&ok).ends_with("1 allowed, 0 denied\n"));
-    let denied = run(&["review", "-f", &case("macvlan-bridge-denied.yaml"), "-f", &case("sriov-and-macvtap.yaml")]);
+    let denied = run(&[
+        "review",
+        "-f",
+        &case("macvlan-bridge-denied.yaml"),
+        "-f",
+        &case("sriov-and-macvtap.yaml"),
+    ]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(stderr(&denied).contains("default/ubuntu-vm: denied:"));
     assert!(stderr(&denied).ends_with("1 allowed, 1 denied\n"));
@@ -48,18 +69,35 @@ fn exit_codes_follow_the_verdict() {
 #[test]
 fn two_manifests_claiming_one_address_are_both_denied() {
     let dir = tempfile::tempdir().unwrap();
-    let a = write(&dir, "a.yaml", &format!("{NAD}---\n{}", vm_yaml("a", "10.0.0.5/24")));
+    let a = write(
+        &dir,
+        "a.yaml",
+        &format!("{NAD}---\n{}", vm_yaml("a", "10.0.0.5/24")),
+    );
     let b = write(&dir, "b.yaml", &vm_yaml("b", "10.0.0.5/24"));
     let o = run(&["review", "-f", &a, "-f", &b]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("lab/a: denied:") && err.contains("lab/b: denied:"), "{err}");
+    assert!(
+        err.contains("lab/a: denied:") && err.contains("lab/b: denied:"),
+        "{err}"
+    );
     assert!(err.contains("0 allowed, 2 denied"));
     // Against the cluster's VMs (--vms) instead.
     let cluster = tempfile::tempdir().unwrap();
     write(&cluster, "other.yaml", &vm_yaml("other", "10.0.0.6/24"));
-    let c = write(&dir, "c.yaml", &format!("{NAD}---\n{}", vm_yaml("c", "10.0.0.6/24")));
-    let o = run(&["review", "-f", &c, "--vms", &cluster.path().display().to_string()]);
+    let c = write(
+        &dir,
+        "c.yaml",
+        &format!("{NAD}---\n{}", vm_yaml("c", "10.0.0.6/24")),
+    );
+    let o = run(&[
+        "review",
+        "-f",
+        &c,
+        "--vms",
+        &cluster.path().display().to_string(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("VM \"other\" in this namespace"));
 }
@@ -68,60 +106,122 @@ fn two_manifests_claiming_one_address_are_both_denied() {
 fn input_errors_exit_2_naming_file_and_document() {
     let dir = tempfile::tempdir().unwrap();
     let broken = write(&dir, "broken.yaml", &format!("{NAD}---\nkind: [oops\n"));
-    let o = run(&["review", "-f", &broken]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("broken.yaml, document 2"), "{}", stderr(&o));
+    assert!(input_error(&["review", "-f", &broken]).contains("broken.yaml, document 2"));
 
-    let typed = write(&dir, "typed.yaml", "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: t}\nspec:\n  template:\n    spec:\n      networks: {name: x}\n");
-    let o = run(&["review", "-f", &typed]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(err.contains("typed.yaml, document 1") && err.contains("spec.template.spec.networks"), "{err}");
+    let typed = write(
+        &dir,
+        "typed.yaml",
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: t}\nspec:\n  template:\n    spec:\n      networks: {name: x}\n",
+    );
+    let err = input_error(&["review", "-f", &typed]);
+    assert!(
+        err.contains("typed.yaml, document 1") && err.contains("spec.template.spec.networks"),
+        "{err}"
+    );
 
-    let no_template = write(&dir, "nt.yaml", "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: t}\nspec: {}\n");
-    let o = run(&["review", "-f", &no_template]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("template"));
+    let no_template = write(
+        &dir,
+        "nt.yaml",
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: t}\nspec: {}\n",
+    );
+    assert!(input_error(&["review", "-f", &no_template]).contains("template"));
 
-    let o = run(&["review", "-f", "/does/not/exist.yaml"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("/does/not/exist.yaml"));
+    let bad_nad = write(
+        &dir,
+        "nad.yaml",
+        "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {name: n}\nspec: {config: 5}\n",
+    );
+    assert!(input_error(&["review", "-f", &bad_nad]).contains("spec.config"));
 
-    let o = run(&["review", "-f", &case("seed-wukong-static-ip.yaml"), "--bogus"]);
-    assert_eq!(o.status.code(), Some(2));
-    let o = run(&["review"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        input_error(&["review", "-f", "/does/not/exist.yaml"]).contains("/does/not/exist.yaml")
+    );
+    input_error(&[
+        "review",
+        "-f",
+        &case("seed-wukong-static-ip.yaml"),
+        "--bogus",
+    ]);
+    input_error(&["review"]);
 
     let bad_config = write(&dir, "config.yaml", "macPrefix: \"01\"\n");
-    let o = run(&["review", "-f", &case("seed-wukong-static-ip.yaml"), "--config", &bad_config]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("macPrefix") && stderr(&o).contains("multicast"), "{}", stderr(&o));
-    for o in [&o] {
-        assert!(!stderr(o).contains("panicked"));
-    }
+    let err = input_error(&[
+        "review",
+        "-f",
+        &case("seed-wukong-static-ip.yaml"),
+        "--config",
+        &bad_config,
+    ]);
+    assert!(
+        err.contains("macPrefix") && err.contains("multicast"),
+        "{err}"
+    );
 }
 
 #[test]
 fn stdin_and_admission_review_input() {
     let text = std::fs::read_to_string(case("seed-wukong-static-ip.yaml")).unwrap();
-    let mut child = bin().args(["review", "-f", "-", "-o", "patch"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let mut child = bin()
+        .args(["review", "-f", "-", "-o", "patch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let patch: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(patch.as_array().unwrap().iter().any(|op| op["path"] == "/spec/template/spec/domain/devices/interfaces/1/name"));
+    assert!(
+        patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["path"] == "/spec/template/spec/domain/devices/interfaces/1/name")
+    );
 
     // The same VM wrapped in an AdmissionReview answers with the caller's uid.
     let docs = kubevirt_net_webhook::manifests::parse_str(&text, "seed").unwrap();
-    let vm = &docs.iter().find(|d| d.kind() == "VirtualMachine").unwrap().value;
-    let review = kubevirt_net_webhook::admission::request_for("abc-123", kubevirt_net_webhook::engine::Operation::Create, "default", vm, None, true);
+    let vm = &docs
+        .iter()
+        .find(|d| d.kind() == "VirtualMachine")
+        .unwrap()
+        .value;
+    let review = kubevirt_net_webhook::admission::request_for(
+        "abc-123",
+        kubevirt_net_webhook::engine::Operation::Create,
+        "default",
+        vm,
+        None,
+        true,
+    );
     let dir = tempfile::tempdir().unwrap();
-    let nad = docs.iter().find(|d| d.kind() == "NetworkAttachmentDefinition").unwrap();
-    let f = write(&dir, "review.json", &format!("{}\n---\n{}", nad.value, review));
+    let nad = docs
+        .iter()
+        .find(|d| d.kind() == "NetworkAttachmentDefinition")
+        .unwrap();
+    let f = write(
+        &dir,
+        "review.json",
+        &format!("{}\n---\n{}", nad.value, review),
+    );
     let o = run(&["review", "-f", &f, "-o", "review"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 2, "one answer from /mutate, one from /validate");
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one answer from /mutate, one from /validate"
+    );
     assert_eq!(lines[0]["response"]["uid"], "abc-123");
     assert_eq!(lines[0]["response"]["patchType"], "JSONPatch");
     assert_eq!(lines[1]["response"]["allowed"], true);
@@ -132,7 +232,15 @@ fn output_formats() {
     let yaml = run(&["review", "-f", &case("sriov-and-macvtap.yaml")]);
     let text = String::from_utf8(yaml.stdout).unwrap();
     assert!(text.contains("kind: VirtualMachine") && text.contains("macAddress:"));
-    let json = run(&["review", "-f", &case("sriov-and-macvtap.yaml"), "-f", &case("seed-wukong-static-ip.yaml"), "-o", "json"]);
+    let json = run(&[
+        "review",
+        "-f",
+        &case("sriov-and-macvtap.yaml"),
+        "-f",
+        &case("seed-wukong-static-ip.yaml"),
+        "-o",
+        "json",
+    ]);
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["kind"], "List");
     assert_eq!(doc["items"].as_array().unwrap().len(), 2);
@@ -145,6 +253,9 @@ fn mac_command() {
     let o = run(&["mac", "default", "ubuntu-vm", "external"]);
     assert_eq!(o.status.code(), Some(0));
     let mac = String::from_utf8(o.stdout).unwrap();
-    assert!(mac.trim().starts_with("02:") && mac.trim().len() == 17, "{mac}");
+    assert!(
+        mac.trim().starts_with("02:") && mac.trim().len() == 17,
+        "{mac}"
+    );
     assert_eq!(run(&["mac", "default"]).status.code(), Some(2));
 }

@@ -79,7 +79,7 @@ fn validate(object: &Value, inv: &Inventory) -> Verdict {
     validate_with(object, inv, &Config::default())
 }
 
-fn iface<'a>(v: &'a Value, i: usize) -> &'a Value {
+fn iface(v: &Value, i: usize) -> &Value {
     &v["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][i]
 }
 
@@ -326,8 +326,10 @@ fn update_keeps_old_mac_and_user_mac_is_kept() {
     // A MAC the user set is never changed.
     let (m, _) = mutate(&old, &Inventory::new());
     assert!(
-        !m.patch.0.iter().any(|op| op.path().to_string()
-            == "/spec/template/spec/domain/devices/interfaces/1/macAddress")
+        !m.patch
+            .0
+            .iter()
+            .any(|op| *op.path() == "/spec/template/spec/domain/devices/interfaces/1/macAddress")
     );
 }
 

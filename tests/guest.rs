@@ -11,7 +11,13 @@ use support::guest::{self, InputKind, OutputKind, Route};
 
 /// The mutated VMs `review` prints for `files`.
 fn reviewed(files: Vec<PathBuf>) -> Vec<Value> {
-    let args = ReviewArgs { files, nads: None, vms: None, config: None, output: Output::Json };
+    let args = ReviewArgs {
+        files,
+        nads: None,
+        vms: None,
+        config: None,
+        output: Output::Json,
+    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     review::review(&args, &mut out, &mut err).expect("review runs");
     let doc: Value = serde_json::from_slice(&out).unwrap();
@@ -22,12 +28,19 @@ fn reviewed(files: Vec<PathBuf>) -> Vec<Value> {
 }
 
 fn case(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/cases")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/cases"
+    ))
+    .join(name)
 }
 
 fn write_case(dir: &tempfile::TempDir, name: &str, docs: &[Value]) -> PathBuf {
     let path = dir.path().join(name);
-    let text: Vec<String> = docs.iter().map(|d| serde_yaml_ng::to_string(d).unwrap()).collect();
+    let text: Vec<String> = docs
+        .iter()
+        .map(|d| serde_yaml_ng::to_string(d).unwrap())
+        .collect();
     std::fs::write(&path, text.join("---\n")).unwrap();
     path
 }
@@ -45,11 +58,20 @@ fn mac(vm: &Value, iface: &str) -> String {
 }
 
 fn network_data(vm: &Value) -> (InputKind, String) {
-    for v in vm["spec"]["template"]["spec"]["volumes"].as_array().unwrap() {
-        if let Some(d) = v.pointer("/cloudInitNoCloud/networkData").and_then(Value::as_str) {
+    for v in vm["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+    {
+        if let Some(d) = v
+            .pointer("/cloudInitNoCloud/networkData")
+            .and_then(Value::as_str)
+        {
             return (InputKind::Netplan, d.to_string());
         }
-        if let Some(d) = v.pointer("/cloudInitConfigDrive/networkData").and_then(Value::as_str) {
+        if let Some(d) = v
+            .pointer("/cloudInitConfigDrive/networkData")
+            .and_then(Value::as_str)
+        {
             return (InputKind::OpenStackJson, d.to_string());
         }
     }
@@ -69,21 +91,45 @@ struct Expect<'a> {
 fn check_all_renderers(vm: &Value, expectations: &[Expect<'_>]) {
     let (kind, data) = network_data(vm);
     for output in OutputKind::ALL {
-        let tree = guest::net_convert(&data, kind, output).unwrap_or_else(|e| panic!("{output:?}: {e}\n{data}"));
+        let tree = guest::net_convert(&data, kind, output)
+            .unwrap_or_else(|e| panic!("{output:?}: {e}\n{data}"));
         for e in expectations {
             let m = mac(vm, e.iface);
-            let dev = tree.device(&m).unwrap_or_else(|| panic!("{output:?}: no device for {} ({m}):\n{}", e.iface, tree.all_text()));
+            let dev = tree.device(&m).unwrap_or_else(|| {
+                panic!(
+                    "{output:?}: no device for {} ({m}):\n{}",
+                    e.iface,
+                    tree.all_text()
+                )
+            });
             let mut want: Vec<String> = e.addresses.iter().map(|s| s.to_string()).collect();
             let mut got = dev.addresses.clone();
             want.sort();
             got.sort();
-            assert_eq!(got, want, "{output:?} addresses of {}:\n{}", e.iface, dev.text);
-            assert_eq!(dev.dhcp4, e.dhcp4, "{output:?} dhcp4 of {}:\n{}", e.iface, dev.text);
+            assert_eq!(
+                got, want,
+                "{output:?} addresses of {}:\n{}",
+                e.iface, dev.text
+            );
+            assert_eq!(
+                dev.dhcp4, e.dhcp4,
+                "{output:?} dhcp4 of {}:\n{}",
+                e.iface, dev.text
+            );
             for (to, via) in e.routes {
-                assert!(dev.routes.contains(&Route::new(to, via)), "{output:?}: route {to} via {via} missing on {}:\n{}", e.iface, dev.text);
+                assert!(
+                    dev.routes.contains(&Route::new(to, via)),
+                    "{output:?}: route {to} via {via} missing on {}:\n{}",
+                    e.iface,
+                    dev.text
+                );
             }
             for ns in e.dns {
-                assert!(dev.dns.iter().any(|d| d == ns) || tree.all_text().contains(ns), "{output:?}: dns {ns} missing for {}", e.iface);
+                assert!(
+                    dev.dns.iter().any(|d| d == ns) || tree.all_text().contains(ns),
+                    "{output:?}: dns {ns} missing for {}",
+                    e.iface
+                );
             }
             if let (Some(want), Some(got)) = (e.guest_name, dev.name.as_deref()) {
                 assert_eq!(got, want, "{output:?} device name of {}", e.iface);
@@ -91,51 +137,96 @@ fn check_all_renderers(vm: &Value, expectations: &[Expect<'_>]) {
         }
     }
     // Ubuntu: cloud-init writes netplan, netplan generates networkd config, no warnings.
-    let generated = guest::ubuntu_pipeline(&data, kind).unwrap_or_else(|e| panic!("netplan pipeline: {e}"));
+    let generated =
+        guest::ubuntu_pipeline(&data, kind).unwrap_or_else(|e| panic!("netplan pipeline: {e}"));
     for e in expectations {
-        let dev = generated.device(&mac(vm, e.iface)).unwrap_or_else(|| panic!("netplan generate: no device for {}:\n{}", e.iface, generated.all_text()));
+        let dev = generated.device(&mac(vm, e.iface)).unwrap_or_else(|| {
+            panic!(
+                "netplan generate: no device for {}:\n{}",
+                e.iface,
+                generated.all_text()
+            )
+        });
         for a in e.addresses {
-            assert!(dev.addresses.iter().any(|x| x == a), "netplan generate: {a} not on {}:\n{}", e.iface, dev.text);
+            assert!(
+                dev.addresses.iter().any(|x| x == a),
+                "netplan generate: {a} not on {}:\n{}",
+                e.iface,
+                dev.text
+            );
         }
     }
     if kind == InputKind::Netplan {
         // netplan itself (no cloud-init in between) takes the webhook's YAML under `network:`.
-        let wrapped = format!("network:\n{}", data.lines().map(|l| format!("  {l}\n")).collect::<String>());
-        guest::netplan_generate(&wrapped).unwrap_or_else(|e| panic!("netplan generate on the webhook's YAML: {e}\n{wrapped}"));
+        let wrapped = format!(
+            "network:\n{}",
+            data.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
+        guest::netplan_generate(&wrapped)
+            .unwrap_or_else(|e| panic!("netplan generate on the webhook's YAML: {e}\n{wrapped}"));
     }
 }
 
 #[test]
 fn seed_case_renders_everywhere() {
     let vm = &reviewed(vec![case("seed-wukong-static-ip.yaml")])[0];
-    let pod_name = network_data(vm).1.lines().find(|l| l.trim_start().starts_with("default-")).unwrap().trim().split(':').next().unwrap().to_string();
-    check_all_renderers(vm, &[
-        Expect { iface: "default", guest_name: Some(&pod_name), addresses: &[], routes: &[], dns: &[], dhcp4: true },
-        Expect {
-            iface: "external",
-            guest_name: Some("external"),
-            addresses: &["192.168.1.200/24"],
-            routes: &[("0.0.0.0/0", "192.168.1.1")],
-            dns: &["192.168.1.1", "114.114.114.114"],
-            dhcp4: false,
-        },
-    ]);
+    let pod_name = network_data(vm)
+        .1
+        .lines()
+        .find(|l| l.trim_start().starts_with("default-"))
+        .unwrap()
+        .trim()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    check_all_renderers(
+        vm,
+        &[
+            Expect {
+                iface: "default",
+                guest_name: Some(&pod_name),
+                addresses: &[],
+                routes: &[],
+                dns: &[],
+                dhcp4: true,
+            },
+            Expect {
+                iface: "external",
+                guest_name: Some("external"),
+                addresses: &["192.168.1.200/24"],
+                routes: &[("0.0.0.0/0", "192.168.1.1")],
+                dns: &["192.168.1.1", "114.114.114.114"],
+                dhcp4: false,
+            },
+        ],
+    );
 }
 
 #[test]
 fn dual_stack_case_renders_everywhere() {
     let vm = &reviewed(vec![case("dual-stack-annotation.yaml")])[0];
-    check_all_renderers(vm, &[
-        Expect { iface: "default", guest_name: None, addresses: &[], routes: &[], dns: &[], dhcp4: true },
-        Expect {
-            iface: "storage",
-            guest_name: Some("storage"),
-            addresses: &["10.50.0.10/24", "fd00:50::10/64"],
-            routes: &[("10.0.0.0/8", "10.50.0.254")],
-            dns: &["10.50.0.2"],
-            dhcp4: false,
-        },
-    ]);
+    check_all_renderers(
+        vm,
+        &[
+            Expect {
+                iface: "default",
+                guest_name: None,
+                addresses: &[],
+                routes: &[],
+                dns: &[],
+                dhcp4: true,
+            },
+            Expect {
+                iface: "storage",
+                guest_name: Some("storage"),
+                addresses: &["10.50.0.10/24", "fd00:50::10/64"],
+                routes: &[("10.0.0.0/8", "10.50.0.254")],
+                dns: &["10.50.0.2"],
+                dhcp4: false,
+            },
+        ],
+    );
 }
 
 fn nad(name: &str, config: &str) -> Value {
@@ -165,20 +256,60 @@ fn lab_vm(volumes: Value, annotation: &str) -> Value {
 fn mixed_nics_render_in_both_formats() {
     let dir = tempfile::tempdir().unwrap();
     let nads = [
-        nad("front-nad", r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"172.20.0.0/24","gateway":"172.20.0.1"}]]}}"#),
-        nad("back-nad", r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br1","ipam":{"type":"static","addresses":[{"address":"10.9.0.20/24","gateway":"10.9.0.1"}],"routes":[{"dst":"10.0.0.0/8"}],"dns":{"nameservers":["10.9.0.2"]}}}"#),
+        nad(
+            "front-nad",
+            r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"172.20.0.0/24","gateway":"172.20.0.1"}]]}}"#,
+        ),
+        nad(
+            "back-nad",
+            r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br1","ipam":{"type":"static","addresses":[{"address":"10.9.0.20/24","gateway":"10.9.0.1"}],"routes":[{"dst":"10.0.0.0/8"}],"dns":{"nameservers":["10.9.0.2"]}}}"#,
+        ),
     ];
     let annotation = r#"{"front": {"addresses": ["172.20.0.50/24"], "gateway": "172.20.0.1", "dns": ["172.20.0.2"], "mtu": 1400}}"#;
-    for volumes in [json!([]), json!([{"name": "cd", "cloudInitConfigDrive": {"userData": "#cloud-config"}}])] {
+    for volumes in [
+        json!([]),
+        json!([{"name": "cd", "cloudInitConfigDrive": {"userData": "#cloud-config"}}]),
+    ] {
         let mut docs = nads.to_vec();
         docs.push(lab_vm(volumes, annotation));
         let vm = &reviewed(vec![write_case(&dir, "mixed.yaml", &docs)])[0];
-        check_all_renderers(vm, &[
-            Expect { iface: "default", guest_name: None, addresses: &[], routes: &[], dns: &[], dhcp4: true },
-            Expect { iface: "front", guest_name: Some("front"), addresses: &["172.20.0.50/24"], routes: &[("0.0.0.0/0", "172.20.0.1")], dns: &["172.20.0.2"], dhcp4: false },
-            Expect { iface: "back", guest_name: Some("back"), addresses: &["10.9.0.20/24"], routes: &[("10.0.0.0/8", "10.9.0.1")], dns: &["10.9.0.2"], dhcp4: false },
-            Expect { iface: "spare", guest_name: Some("spare"), addresses: &[], routes: &[], dns: &[], dhcp4: true },
-        ]);
+        check_all_renderers(
+            vm,
+            &[
+                Expect {
+                    iface: "default",
+                    guest_name: None,
+                    addresses: &[],
+                    routes: &[],
+                    dns: &[],
+                    dhcp4: true,
+                },
+                Expect {
+                    iface: "front",
+                    guest_name: Some("front"),
+                    addresses: &["172.20.0.50/24"],
+                    routes: &[("0.0.0.0/0", "172.20.0.1")],
+                    dns: &["172.20.0.2"],
+                    dhcp4: false,
+                },
+                Expect {
+                    iface: "back",
+                    guest_name: Some("back"),
+                    addresses: &["10.9.0.20/24"],
+                    routes: &[("10.0.0.0/8", "10.9.0.1")],
+                    dns: &["10.9.0.2"],
+                    dhcp4: false,
+                },
+                Expect {
+                    iface: "spare",
+                    guest_name: Some("spare"),
+                    addresses: &[],
+                    routes: &[],
+                    dns: &[],
+                    dhcp4: true,
+                },
+            ],
+        );
     }
 }
 
@@ -189,7 +320,9 @@ fn twenty_dhcp_nics_render_everywhere() {
     let mut networks = vec![json!({"name": "default", "pod": {}})];
     for i in 1..20 {
         interfaces.push(json!({"name": format!("net{i}"), "bridge": {}}));
-        networks.push(json!({"name": format!("net{i}"), "multus": {"networkName": format!("lab/nad{i}")}}));
+        networks.push(
+            json!({"name": format!("net{i}"), "multus": {"networkName": format!("lab/nad{i}")}}),
+        );
     }
     let vm = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
         "metadata": {"name": "wide", "namespace": "lab", "annotations": {"kubevirt-net-webhook.io/network-data": "always"}},
@@ -197,7 +330,14 @@ fn twenty_dhcp_nics_render_everywhere() {
     let out = &reviewed(vec![write_case(&dir, "wide.yaml", &[vm])])[0];
     let expectations: Vec<Expect<'_>> = std::iter::once("default".to_string())
         .chain((1..20).map(|i| format!("net{i}")))
-        .map(|n| Expect { iface: Box::leak(n.into_boxed_str()), guest_name: None, addresses: &[], routes: &[], dns: &[], dhcp4: true })
+        .map(|n| Expect {
+            iface: Box::leak(n.into_boxed_str()),
+            guest_name: None,
+            addresses: &[],
+            routes: &[],
+            dns: &[],
+            dhcp4: true,
+        })
         .collect();
     check_all_renderers(out, &expectations);
 }

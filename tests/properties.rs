@@ -16,9 +16,21 @@ const NS: &str = "prop";
 fn inventory() -> Inventory {
     let mut inv = Inventory::new();
     for (ns, name, config) in [
-        (NS, "br", r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]}}"#),
-        (NS, "mv", r#"{"plugins":[{"type":"macvlan","ipam":{"type":"static","addresses":[{"address":"10.2.0.9/24","gateway":"10.2.0.1"}]}}]}"#),
-        ("infra", "pinned", r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.3.0.0/24","rangeStart":"10.3.0.7","rangeEnd":"10.3.0.7"}]],"dns":{"nameservers":["10.3.0.1"]}}}"#),
+        (
+            NS,
+            "br",
+            r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]}}"#,
+        ),
+        (
+            NS,
+            "mv",
+            r#"{"plugins":[{"type":"macvlan","ipam":{"type":"static","addresses":[{"address":"10.2.0.9/24","gateway":"10.2.0.1"}]}}]}"#,
+        ),
+        (
+            "infra",
+            "pinned",
+            r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.3.0.0/24","rangeStart":"10.3.0.7","rangeEnd":"10.3.0.7"}]],"dns":{"nameservers":["10.3.0.1"]}}}"#,
+        ),
         (NS, "empty", ""),
         (NS, "broken", "{nope"),
     ] {
@@ -39,7 +51,16 @@ fn network_name() -> impl Strategy<Value = String> {
 }
 
 fn nad_ref() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["br", "mv", "infra/pinned", "empty", "broken", "missing", "prop/br"]).prop_map(String::from)
+    prop::sample::select(vec![
+        "br",
+        "mv",
+        "infra/pinned",
+        "empty",
+        "broken",
+        "missing",
+        "prop/br",
+    ])
+    .prop_map(String::from)
 }
 
 fn binding() -> impl Strategy<Value = Value> {
@@ -65,7 +86,9 @@ fn volume() -> impl Strategy<Value = Option<Value>> {
         None,
         Some(json!({"name": "ci", "cloudInitNoCloud": {"userData": "#cloud-config"}})),
         Some(json!({"name": "ci", "cloudInitNoCloud": {}})),
-        Some(json!({"name": "ci", "cloudInitNoCloud": {"userData": "#cloud-config", "networkData": "version: 2\n"}})),
+        Some(
+            json!({"name": "ci", "cloudInitNoCloud": {"userData": "#cloud-config", "networkData": "version: 2\n"}}),
+        ),
         Some(json!({"name": "ci", "cloudInitConfigDrive": {"userData": "#cloud-config"}})),
         Some(json!({"name": "ci", "cloudInitNoCloud": {"networkDataSecretRef": {"name": "s"}}})),
     ])
@@ -79,7 +102,13 @@ fn annotations(nets: Vec<String>) -> impl Strategy<Value = serde_json::Map<Strin
         Just(Some("{not json".to_string())),
         Just(Some(r#"{"ext": {"addresses": ["fd00::5/64", "10.1.0.5/24"], "gateway": "10.1.0.1", "dns": ["10.1.0.2"]}}"#.to_string())),
     ];
-    let mode = prop::sample::select(vec![None, Some("auto"), Some("always"), Some("never"), Some("bogus")]);
+    let mode = prop::sample::select(vec![
+        None,
+        Some("auto"),
+        Some("always"),
+        Some("never"),
+        Some("bogus"),
+    ]);
     let opt_out = prop::sample::select(vec![None, Some("false"), Some("true")]);
     (requests, mode, opt_out).prop_map(|(r, m, o)| {
         let mut a = serde_json::Map::new();
@@ -145,10 +174,16 @@ fn vm() -> impl Strategy<Value = Value> {
 }
 
 fn apply(object: &Value, operation: Operation, old: Option<&Value>, inv: &Inventory) -> Value {
-    let req = Request { operation, namespace: NS, object, old_object: old };
+    let req = Request {
+        operation,
+        namespace: NS,
+        object,
+        old_object: old,
+    };
     let m = engine::mutate(&req, inv, &Config::default()).expect("a decodable VM mutates");
     let mut out = object.clone();
-    json_patch::patch(&mut out, &m.patch).unwrap_or_else(|e| panic!("patch {:?} does not apply: {e}", m.patch));
+    json_patch::patch(&mut out, &m.patch)
+        .unwrap_or_else(|e| panic!("patch {:?} does not apply: {e}", m.patch));
     out
 }
 
@@ -211,7 +246,20 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
             prop::collection::btree_map(
-                prop::sample::select(vec!["name", "macAddress", "bridge", "multus", "networkName", "pod", "cloudInitNoCloud", "networkData", "userData", "annotations", "x"]).prop_map(String::from),
+                prop::sample::select(vec![
+                    "name",
+                    "macAddress",
+                    "bridge",
+                    "multus",
+                    "networkName",
+                    "pod",
+                    "cloudInitNoCloud",
+                    "networkData",
+                    "userData",
+                    "annotations",
+                    "x"
+                ])
+                .prop_map(String::from),
                 inner,
                 0..4
             )

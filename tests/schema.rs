@@ -8,11 +8,19 @@ use kubevirt_net_webhook::review::{self, Output, ReviewArgs};
 use serde_json::Value;
 
 fn shared(dir: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(dir)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata")
+        .join(dir)
 }
 
 fn run(files: Vec<PathBuf>, nads: Option<PathBuf>, output: Output) -> (Vec<u8>, String) {
-    let args = ReviewArgs { files, nads, vms: None, config: None, output };
+    let args = ReviewArgs {
+        files,
+        nads,
+        vms: None,
+        config: None,
+        output,
+    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     review::review(&args, &mut out, &mut err).expect("review runs");
     (out, String::from_utf8(err).unwrap())
@@ -20,7 +28,10 @@ fn run(files: Vec<PathBuf>, nads: Option<PathBuf>, output: Output) -> (Vec<u8>, 
 
 fn check_dir(dir: &Path) -> usize {
     let mut checked = 0;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
@@ -32,12 +43,19 @@ fn check_dir(dir: &Path) -> usize {
         std::fs::write(tmp.path(), &out).unwrap();
         for doc in support::schema::yaml_documents(&String::from_utf8(out).unwrap()).unwrap() {
             if let Err(errors) = support::schema::validate_vm(&doc) {
-                panic!("{}: output fails the CRD schema: {errors:?}\n{err}", file.display());
+                panic!(
+                    "{}: output fails the CRD schema: {errors:?}\n{err}",
+                    file.display()
+                );
             }
             checked += 1;
         }
         // Idempotent: reviewing the output again (with the original's NADs) patches nothing.
-        let (patches, _) = run(vec![tmp.path().to_path_buf()], Some(file.clone()), Output::Patch);
+        let (patches, _) = run(
+            vec![tmp.path().to_path_buf()],
+            Some(file.clone()),
+            Output::Patch,
+        );
         for line in String::from_utf8(patches).unwrap().lines() {
             assert_eq!(line, "[]", "{}: second pass patched", file.display());
         }
@@ -57,7 +75,11 @@ fn cases_stay_valid() {
 
 #[test]
 fn the_validator_rejects_what_the_apiserver_would_prune() {
-    let (out, _) = run(vec![shared("cases/seed-wukong-static-ip.yaml")], None, Output::Json);
+    let (out, _) = run(
+        vec![shared("cases/seed-wukong-static-ip.yaml")],
+        None,
+        Output::Json,
+    );
     let mut vm: Value = serde_json::from_slice(&out).unwrap();
     assert!(support::schema::validate_vm(&vm).is_ok());
     let iface = &mut vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][1];
