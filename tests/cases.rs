@@ -41,6 +41,21 @@ fn run(name: &str) -> Run {
     }
 }
 
+/// Runs a case that must be admitted.
+fn run_allowed(name: &str) -> Run {
+    let r = run(name);
+    assert_eq!(
+        r.summary,
+        Summary {
+            allowed: 1,
+            denied: 0
+        },
+        "{}",
+        r.stderr
+    );
+    r
+}
+
 fn interfaces(vm: &Value) -> &Vec<Value> {
     vm.pointer("/spec/template/spec/domain/devices/interfaces")
         .unwrap()
@@ -87,16 +102,7 @@ fn entry_for_mac<'a>(np: &'a Value, mac: &str) -> (&'a String, &'a Value) {
 
 #[test]
 fn seed_wukong_static_ip() {
-    let r = run("seed-wukong-static-ip.yaml");
-    assert_eq!(
-        r.summary,
-        Summary {
-            allowed: 1,
-            denied: 0
-        },
-        "{}",
-        r.stderr
-    );
+    let r = run_allowed("seed-wukong-static-ip.yaml");
     let vm = &r.objects[0];
     assert!(
         r.stderr
@@ -167,16 +173,7 @@ fn macvlan_bridge_denied() {
 
 #[test]
 fn dual_stack_annotation() {
-    let r = run("dual-stack-annotation.yaml");
-    assert_eq!(
-        r.summary,
-        Summary {
-            allowed: 1,
-            denied: 0
-        },
-        "{}",
-        r.stderr
-    );
+    let r = run_allowed("dual-stack-annotation.yaml");
     let vm = &r.objects[0];
     // Written into the existing volume: nothing added.
     assert_eq!(volumes(vm).len(), 2);
@@ -215,16 +212,7 @@ fn dual_stack_annotation() {
 
 #[test]
 fn sriov_and_macvtap() {
-    let r = run("sriov-and-macvtap.yaml");
-    assert_eq!(
-        r.summary,
-        Summary {
-            allowed: 1,
-            denied: 0
-        },
-        "{}",
-        r.stderr
-    );
+    let r = run_allowed("sriov-and-macvtap.yaml");
     let vm = &r.objects[0];
     for iface in ["default", "fast", "lan"] {
         assert!(mac_of(vm, iface).starts_with("02:"));
@@ -239,16 +227,7 @@ fn sriov_and_macvtap() {
 fn user_network_data_kept() {
     let input = std::fs::read_to_string(case("user-network-data-kept.yaml")).unwrap();
     let original = input.split("networkData: |\n").nth(1).unwrap();
-    let r = run("user-network-data-kept.yaml");
-    assert_eq!(
-        r.summary,
-        Summary {
-            allowed: 1,
-            denied: 0
-        },
-        "{}",
-        r.stderr
-    );
+    let r = run_allowed("user-network-data-kept.yaml");
     let vm = &r.objects[0];
     let data = volumes(vm)[1]["cloudInitNoCloud"]["networkData"]
         .as_str()

@@ -88,6 +88,20 @@ struct Expect<'a> {
     dhcp4: bool,
 }
 
+impl<'a> Expect<'a> {
+    /// A NIC on DHCP whose guest name is not checked.
+    fn dhcp(iface: &'a str) -> Self {
+        Expect {
+            iface,
+            guest_name: None,
+            addresses: &[],
+            routes: &[],
+            dns: &[],
+            dhcp4: true,
+        }
+    }
+}
+
 fn check_all_renderers(vm: &Value, expectations: &[Expect<'_>]) {
     let (kind, data) = network_data(vm);
     for output in OutputKind::ALL {
@@ -209,14 +223,7 @@ fn dual_stack_case_renders_everywhere() {
     check_all_renderers(
         vm,
         &[
-            Expect {
-                iface: "default",
-                guest_name: None,
-                addresses: &[],
-                routes: &[],
-                dns: &[],
-                dhcp4: true,
-            },
+            Expect::dhcp("default"),
             Expect {
                 iface: "storage",
                 guest_name: Some("storage"),
@@ -276,14 +283,7 @@ fn mixed_nics_render_in_both_formats() {
         check_all_renderers(
             vm,
             &[
-                Expect {
-                    iface: "default",
-                    guest_name: None,
-                    addresses: &[],
-                    routes: &[],
-                    dns: &[],
-                    dhcp4: true,
-                },
+                Expect::dhcp("default"),
                 Expect {
                     iface: "front",
                     guest_name: Some("front"),
@@ -330,14 +330,7 @@ fn twenty_dhcp_nics_render_everywhere() {
     let out = &reviewed(vec![write_case(&dir, "wide.yaml", &[vm])])[0];
     let expectations: Vec<Expect<'_>> = std::iter::once("default".to_string())
         .chain((1..20).map(|i| format!("net{i}")))
-        .map(|n| Expect {
-            iface: Box::leak(n.into_boxed_str()),
-            guest_name: None,
-            addresses: &[],
-            routes: &[],
-            dns: &[],
-            dhcp4: true,
-        })
+        .map(|n| Expect::dhcp(Box::leak(n.into_boxed_str())))
         .collect();
     check_all_renderers(out, &expectations);
 }
