@@ -328,9 +328,9 @@ fn twenty_dhcp_nics_render_everywhere() {
         "metadata": {"name": "wide", "namespace": "lab", "annotations": {"kubevirt-net-webhook.io/network-data": "always"}},
         "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": interfaces}}, "networks": networks}}}});
     let out = &reviewed(vec![write_case(&dir, "wide.yaml", &[vm])])[0];
-    let expectations: Vec<Expect<'_>> = std::iter::once("default".to_string())
+    let names: Vec<String> = std::iter::once("default".to_string())
         .chain((1..20).map(|i| format!("net{i}")))
-        .map(|n| Expect::dhcp(Box::leak(n.into_boxed_str())))
         .collect();
+    let expectations: Vec<Expect<'_>> = names.iter().map(|n| Expect::dhcp(n)).collect();
     check_all_renderers(out, &expectations);
 }
