@@ -233,6 +233,28 @@ impl Inventory {
         self.free.push(id);
     }
 
+    /// Keeps only the NADs for which `keep(namespace, name)` holds: a relist drops the gone.
+    pub fn retain_nads(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.nads.retain(|_, nad| keep(&nad.namespace, &nad.name));
+    }
+
+    /// Keeps only the VMs for which `keep(namespace, name)` holds: a relist drops the gone.
+    pub fn retain_vms(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        let gone: Vec<Arc<str>> = self
+            .ids
+            .keys()
+            .filter(|k| {
+                let (namespace, name) = split_nad_ref(k, "");
+                !keep(namespace, name)
+            })
+            .cloned()
+            .collect();
+        for k in gone {
+            let (namespace, name) = split_nad_ref(&k, "");
+            self.remove_vm(namespace, name);
+        }
+    }
+
     fn net_id(&mut self, nad: &str) -> u32 {
         if let Some(id) = self.net_ids.get(nad) {
             return *id;
@@ -401,6 +423,25 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn retain_drops_what_a_relist_did_not_see() {
+        let mut inv = Inventory::new();
+        let m = Mac::parse("02:00:00:00:00:01").unwrap();
+        inv.upsert_vm("b", "p", vec![nic("x/n", Some("02:00:00:00:00:01"), &[])]);
+        inv.upsert_vm("b", "q", vec![nic("x/n", None, &["10.0.0.2"])]);
+        inv.upsert_nad(Nad::from_config("x", "n", ""));
+        inv.upsert_nad(Nad::from_config("x", "m", ""));
+        inv.retain_vms(|ns, name| (ns, name) == ("b", "q"));
+        inv.retain_nads(|ns, name| (ns, name) == ("x", "m"));
+        assert_eq!((inv.vm_count(), inv.nad_count()), (1, 1));
+        assert!(inv.mac_user("x/n", m, ME).is_none());
+        assert!(
+            inv.address_user("x/n", "10.0.0.2".parse().unwrap(), ME)
+                .is_some()
+        );
+        assert!(inv.nad("x", "m").is_some() && inv.nad("x", "n").is_none());
     }
 
     #[test]
