@@ -280,3 +280,166 @@ pub async fn watch(client: Client, kind: Kind, sink: Arc<dyn Sink>) {
         sink.cache_changed(kind, objects, applier.synced());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        admission::{self, Endpoint},
+        config::Config,
+        engine::Operation,
+    };
+
+    fn obj(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn nad(name: &str, cni: &str) -> DynamicObject {
+        obj(json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": name, "namespace": "infra", "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"config": format!("{{\"cniVersion\":\"0.3.1\",\"type\":\"{cni}\"}}")}
+        }))
+    }
+
+    fn vm(name: &str, mac: Option<&str>) -> Value {
+        let mut iface = json!({"name": "ext", "bridge": {}});
+        if let Some(mac) = mac {
+            iface["macAddress"] = json!(mac);
+        }
+        json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "t"},
+            "spec": {"template": {"spec": {
+                "domain": {"devices": {"interfaces": [iface]}},
+                "networks": [{"name": "ext", "multus": {"networkName": "infra/ext"}}]}}}
+        })
+    }
+
+    /// The /validate answer for `object`: (allowed, message).
+    fn validate(inventory: &Inventory, object: &Value) -> (bool, String) {
+        let body = admission::request_for("u", Operation::Create, "t", object, None, false);
+        let reply = admission::review(
+            body.to_string().as_bytes(),
+            Endpoint::Validate,
+            inventory,
+            &Config::default(),
+        )
+        .unwrap();
+        (reply.allowed, reply.message.unwrap_or_default())
+    }
+
+    #[test]
+    fn nad_events_change_the_answers() {
+        let mut inv = Inventory::new();
+        let mut nads = Applier::new(Kind::Nad);
+        let me = vm("me", None);
+        assert!(validate(&inv, &me).0, "a missing NAD only warns");
+        nads.apply(&mut inv, Event::Apply(nad("ext", "macvlan")))
+            .unwrap();
+        let (allowed, message) = validate(&inv, &me);
+        assert!(!allowed && message.contains("macvlan"), "{message}");
+        nads.apply(&mut inv, Event::Apply(nad("ext", "bridge")))
+            .unwrap();
+        assert!(validate(&inv, &me).0, "updated to a bridge NAD");
+        nads.apply(&mut inv, Event::Apply(nad("ext", "ipvlan")))
+            .unwrap();
+        assert!(!validate(&inv, &me).0);
+        nads.apply(&mut inv, Event::Delete(nad("ext", "ipvlan")))
+            .unwrap();
+        assert!(validate(&inv, &me).0, "deleted");
+        assert_eq!(inv.nad_count(), 0);
+
+        // A relist brings back what exists and drops what no longer does.
+        nads.apply(&mut inv, Event::Apply(nad("stale", "bridge")))
+            .unwrap();
+        assert!(!nads.synced());
+        for event in [
+            Event::Init,
+            Event::InitApply(nad("ext", "macvlan")),
+            Event::InitDone,
+        ] {
+            nads.apply(&mut inv, event).unwrap();
+        }
+        assert!(nads.synced());
+        assert!(!validate(&inv, &me).0);
+        assert!(inv.nad("infra", "stale").is_none() && inv.nad_count() == 1);
+        for event in [Event::Init, Event::InitDone] {
+            nads.apply(&mut inv, event).unwrap();
+        }
+        assert!(validate(&inv, &me).0 && inv.nad_count() == 0);
+    }
+
+    #[test]
+    fn vm_events_change_the_conflict_answers() {
+        let mut inv = Inventory::new();
+        Applier::new(Kind::Nad)
+            .apply(&mut inv, Event::Apply(nad("ext", "bridge")))
+            .unwrap();
+        let mut vms = Applier::new(Kind::Vm);
+        let mac = "02:aa:00:00:00:01";
+        let me = vm("me", Some(mac));
+        assert!(validate(&inv, &me).0);
+
+        vms.apply(&mut inv, Event::Apply(obj(vm("other", Some(mac)))))
+            .unwrap();
+        assert!(!validate(&inv, &me).0, "MAC held by another VM");
+        vms.apply(
+            &mut inv,
+            Event::Apply(obj(vm("other", Some("02:aa:00:00:00:02")))),
+        )
+        .unwrap();
+        assert!(validate(&inv, &me).0, "the other VM changed its MAC");
+        vms.apply(&mut inv, Event::Apply(obj(vm("other", Some(mac)))))
+            .unwrap();
+        vms.apply(&mut inv, Event::Delete(obj(vm("other", Some(mac)))))
+            .unwrap();
+        assert!(validate(&inv, &me).0, "the other VM is gone");
+
+        // Relist: `other` was deleted while the watch was down, `third` was created.
+        vms.apply(&mut inv, Event::Apply(obj(vm("other", Some(mac)))))
+            .unwrap();
+        for event in [
+            Event::Init,
+            Event::InitApply(obj(vm("third", Some("02:aa:00:00:00:03")))),
+            Event::InitDone,
+        ] {
+            vms.apply(&mut inv, event).unwrap();
+        }
+        assert!(validate(&inv, &me).0);
+        assert_eq!(inv.vm_count(), 1);
+        assert!(!validate(&inv, &vm("me", Some("02:aa:00:00:00:03"))).0);
+
+        // An object that no longer decodes loses its stale footprint and is reported.
+        let mut broken = vm("third", None);
+        broken["spec"]["template"]["spec"]["networks"] = json!("not a list");
+        let e = vms.apply(&mut inv, Event::Apply(obj(broken))).unwrap_err();
+        assert!(e.to_string().contains("t/third"), "{e}");
+        assert_eq!(inv.vm_count(), 0);
+    }
+
+    #[test]
+    fn files_load_through_the_same_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("all.yaml"),
+            format!(
+                "{}\n---\n{}\n",
+                serde_json::to_string(&nad("ext", "macvlan")).unwrap(),
+                vm("other", Some("02:aa:00:00:00:01"))
+            ),
+        )
+        .unwrap();
+        let mut inv = Inventory::new();
+        load_files(Kind::Nad, dir.path(), &mut inv).unwrap();
+        load_files(Kind::Vm, dir.path(), &mut inv).unwrap();
+        assert_eq!((inv.nad_count(), inv.vm_count()), (1, 1));
+        std::fs::write(dir.path().join("bad.yaml"), "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {name: x}\nspec: {config: 5}\n").unwrap();
+        let e = load_files(Kind::Nad, dir.path(), &mut inv)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.yaml") && e.contains("spec.config"), "{e}");
+    }
+}
