@@ -2,7 +2,10 @@
 //! shutdown. Certificate rotation is in `server_rotation.rs`.
 mod common;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use base64::Engine as _;
 use common::{CASES, Http, Running};
@@ -29,9 +32,9 @@ fn case_files() -> Vec<PathBuf> {
 }
 
 /// What `review -o patch` prints for one file, with the same NADs and VMs as the server.
-fn review_patches(file: &PathBuf) -> (Vec<Value>, String) {
+fn review_patches(file: &Path) -> (Vec<Value>, String) {
     let args = ReviewArgs {
-        files: vec![file.clone()],
+        files: vec![file.to_path_buf()],
         nads: Some(CASES.into()),
         vms: Some(CASES.into()),
         config: None,
@@ -59,7 +62,7 @@ fn patch_of(response: &Value) -> Value {
     }
 }
 
-fn vms_of(file: &PathBuf) -> Vec<Value> {
+fn vms_of(file: &Path) -> Vec<Value> {
     manifests::read_path(file)
         .unwrap()
         .into_iter()
