@@ -44,6 +44,10 @@ impl Ca {
         }
     }
 
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
     pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.issuer.der().clone()).unwrap();
