@@ -63,7 +63,9 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-const NADS: usize = 40;
+/// NADs the VMs spread over; `one-nad` as second argument puts every VM on one NAD
+/// without requested addresses (the worst case for the index of VMs taking a pinned address).
+static NADS: AtomicUsize = AtomicUsize::new(40);
 
 /// VM `i`: 1–3 Multus NICs with MACs, every 4th with annotation addresses, every 10th
 /// with an extra NIC without a MAC (takes the NAD's pinned address).
@@ -75,7 +77,7 @@ fn vm(i: usize) -> serde_json::Value {
     let mut requests = serde_json::Map::new();
     for n in 0..nics {
         let name = format!("net{n}");
-        let nad = (i * 7 + n) % NADS;
+        let nad = (i * 7 + n) % NADS.load(Ordering::Relaxed);
         let mac = format!(
             "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             n,
@@ -90,7 +92,7 @@ fn vm(i: usize) -> serde_json::Value {
         }
         interfaces.push(iface);
         networks.push(json!({"name": name, "multus": {"networkName": format!("infra/nad-{nad}")}}));
-        if i % 4 == 0 {
+        if i % 4 == 0 && NADS.load(Ordering::Relaxed) > 1 {
             requests.insert(
                 name,
                 json!(format!("10.{}.{}.{}/8", n, (i >> 8) & 0xff, i & 0xff)),
@@ -128,6 +130,9 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("count"))
         .unwrap_or(100_000);
+    if std::env::args().nth(2).as_deref() == Some("one-nad") {
+        NADS.store(1, Ordering::Relaxed);
+    }
     let mut inventory = Inventory::new();
     let mut applier = Applier::new(Kind::Vm);
     let before = live();
@@ -155,15 +160,14 @@ fn main() {
     let mut probe = vm(count + 1);
     probe["metadata"]["name"] = json!("probe");
     let body = request_for("p", Operation::Create, "tenant-1", &probe, None, false).to_string();
+    let config = Config::default();
+    let ask = || admission::review(body.as_bytes(), Endpoint::Validate, &inventory, &config);
+    let reply = ask().unwrap();
     let t = Instant::now();
-    let reply = admission::review(
-        body.as_bytes(),
-        Endpoint::Validate,
-        &inventory,
-        &Config::default(),
-    )
-    .unwrap();
-    let lookup = t.elapsed();
+    for _ in 0..1000 {
+        ask().unwrap();
+    }
+    let lookup = t.elapsed() / 1000;
 
     println!(
         "VMs cached:            {} (of {count})",
@@ -183,7 +187,7 @@ fn main() {
         applying.as_secs_f64()
     );
     println!(
-        "one /validate against it: {:.3} ms (allowed={})",
+        "one /validate against it: {:.3} ms (mean of 1000) (allowed={})",
         lookup.as_secs_f64() * 1000.0,
         reply.allowed
     );

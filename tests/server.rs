@@ -435,3 +435,35 @@ async fn not_ready_without_a_certificate_until_one_appears() {
         .unwrap();
     assert_eq!(presented, leaf.der);
 }
+
+#[tokio::test]
+async fn shutdown_finishes_a_request_in_flight() {
+    let mut server = Running::start(|_, _, _| {}).await;
+    let vm = &vms_of(&PathBuf::from(CASES).join("seed-wukong-static-ip.yaml"))[0];
+    let body = request_for("in-flight", Operation::Create, "default", vm, None, false).to_string();
+    let (head, tail) = body.as_bytes().split_at(body.len() / 2);
+    let mut stream = common::tls_connect(server.addr, server.client_config())
+        .await
+        .unwrap();
+    let headers = format!(
+        "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(headers.as_bytes()).await.unwrap();
+    stream.write_all(head).await.unwrap();
+    stream.flush().await.unwrap();
+    // Ordering only: let the server parse the headers before the shutdown starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(tail).await.unwrap();
+    stream.flush().await.unwrap();
+    let text = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"uid\":\"in-flight\""), "{text}");
+    let task = server.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("drained")
+        .unwrap();
+}
