@@ -456,6 +456,8 @@ async fn shutdown_finishes_a_request_in_flight() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.stop();
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server waits for the request: `run` has not returned.
+    assert!(!server.task.as_ref().unwrap().is_finished());
     stream.write_all(tail).await.unwrap();
     stream.flush().await.unwrap();
     let text = read_until_closed(&mut stream, Duration::from_secs(10)).await;
