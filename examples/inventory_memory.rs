@@ -87,12 +87,12 @@ fn vm(i: usize) -> serde_json::Value {
             i & 0xff
         );
         let mut iface = json!({"name": name, "bridge": {}});
-        if !(i % 10 == 0 && n == nics - 1) {
+        if !(i.is_multiple_of(10) && n == nics - 1) {
             iface["macAddress"] = json!(mac);
         }
         interfaces.push(iface);
         networks.push(json!({"name": name, "multus": {"networkName": format!("infra/nad-{nad}")}}));
-        if i % 4 == 0 && NADS.load(Ordering::Relaxed) > 1 {
+        if i.is_multiple_of(4) && NADS.load(Ordering::Relaxed) > 1 {
             requests.insert(
                 name,
                 json!(format!("10.{}.{}.{}/8", n, (i >> 8) & 0xff, i & 0xff)),

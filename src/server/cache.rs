@@ -443,3 +443,112 @@ mod tests {
         assert!(e.contains("bad.yaml") && e.contains("spec.config"), "{e}");
     }
 }
+
+/// The watch loop against a mocked API server: list, then watch events.
+#[cfg(test)]
+mod watch_tests {
+    use std::sync::{
+        RwLock,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use hyper::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct TestSink {
+        inventory: RwLock<Inventory>,
+        synced: AtomicBool,
+        changed: tokio::sync::Notify,
+    }
+
+    impl Sink for TestSink {
+        fn inventory(&self) -> &RwLock<Inventory> {
+            &self.inventory
+        }
+        fn cache_changed(&self, _kind: Kind, _objects: usize, synced: bool) {
+            self.synced.store(synced, Ordering::Release);
+            self.changed.notify_one();
+        }
+    }
+
+    fn vm(name: &str, mac: &str) -> Value {
+        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "t", "resourceVersion": "1"},
+            "spec": {"template": {"spec": {
+                "domain": {"devices": {"interfaces": [{"name": "ext", "bridge": {}, "macAddress": mac}]}},
+                "networks": [{"name": "ext", "multus": {"networkName": "infra/ext"}}]}}}})
+    }
+
+    #[tokio::test]
+    async fn list_then_watch_fills_the_inventory() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let sink = Arc::new(TestSink::default());
+        let task = tokio::spawn(watch(client, Kind::Vm, sink.clone()));
+
+        let (request, reply) = handle.next_request().await.expect("a list request");
+        let uri = request.uri().to_string();
+        assert!(
+            uri.starts_with("/apis/kubevirt.io/v1/virtualmachines?"),
+            "{uri}"
+        );
+        let list = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineList",
+            "metadata": {"resourceVersion": "10"},
+            "items": [vm("a", "02:00:00:00:00:0a"), vm("b", "02:00:00:00:00:0b")]});
+        reply.send_response(Response::new(Body::from(
+            serde_json::to_vec(&list).unwrap(),
+        )));
+
+        let (request, reply) = handle.next_request().await.expect("a watch request");
+        let uri = request.uri().to_string();
+        assert!(
+            uri.contains("watch=true") && uri.contains("resourceVersion=10"),
+            "{uri}"
+        );
+        let events = [
+            json!({"type": "DELETED", "object": vm("a", "02:00:00:00:00:0a")}),
+            json!({"type": "ADDED", "object": vm("c", "02:00:00:00:00:0c")}),
+        ]
+        .iter()
+        .map(|e| format!("{e}\n"))
+        .collect::<String>();
+        reply.send_response(Response::new(Body::from(events.into_bytes())));
+
+        let me = crate::inventory::VmName {
+            namespace: "t",
+            name: "me",
+        };
+        let mac = |m| crate::mac::Mac::parse(m).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                {
+                    let inv = sink.inventory.read().unwrap();
+                    if sink.synced.load(Ordering::Acquire)
+                        && inv
+                            .mac_user("infra/ext", mac("02:00:00:00:00:0c"), me)
+                            .is_some()
+                    {
+                        assert!(
+                            inv.mac_user("infra/ext", mac("02:00:00:00:00:0a"), me)
+                                .is_none()
+                        );
+                        assert!(
+                            inv.mac_user("infra/ext", mac("02:00:00:00:00:0b"), me)
+                                .is_some()
+                        );
+                        assert_eq!(inv.vm_count(), 2);
+                        break;
+                    }
+                }
+                sink.changed.notified().await;
+            }
+        })
+        .await
+        .expect("list and watch events applied");
+        task.abort();
+    }
+}
