@@ -32,6 +32,8 @@ pub enum Command {
     Mac(MacArgs),
     /// Write a CA and a serving certificate for the webhook Service.
     Certs(crate::certs::CertsArgs),
+    /// Run the admission webhook: HTTPS /mutate and /validate, admin /metrics, probes.
+    Serve(crate::server::ServeArgs),
 }
 
 impl Cli {
@@ -60,6 +62,24 @@ impl Cli {
                     ExitCode::from(2)
                 }
             },
+            Command::Serve(args) => {
+                let result = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|runtime| {
+                        runtime
+                            .block_on(crate::server::serve(args))
+                            .map_err(|e| e.to_string())
+                    });
+                match result {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot serve");
+                        ExitCode::from(1)
+                    }
+                }
+            }
             Command::Certs(args) => match crate::certs::run(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

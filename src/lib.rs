@@ -14,4 +14,5 @@ pub mod mac;
 pub mod manifests;
 pub mod nad;
 pub mod review;
+pub mod server;
 pub mod vm;

@@ -1,0 +1,224 @@
+//! Prometheus metrics of the server (SPEC §3), prefix `kubevirt_net_webhook_`.
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Labels of `requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub operation: &'static str,
+    pub allowed: &'static str,
+    pub dry_run: &'static str,
+}
+
+/// Labels of `request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+/// Labels of the cache gauges: `nad` or `vm`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+/// Labels of `certificate_reloads_total`: `success` or `error`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+
+/// All metrics; cheap handles, shared by the tasks that update them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: HistogramFamily,
+    pub in_flight: Gauge,
+    pub cache_objects: Family<KindLabels, Gauge>,
+    pub cache_ready: Family<KindLabels, Gauge>,
+    pub certificate_reloads: Family<ResultLabels, Counter>,
+    pub certificate_expiry: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~4 s: the engine answers in microseconds, the apiserver gives up at seconds.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+/// The operation label: the client chooses the string, so only known values are kept.
+pub fn operation_label(operation: &str) -> &'static str {
+    match operation {
+        "CREATE" => "CREATE",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
+}
+
+fn bool_label(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kubevirt_net_webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "AdmissionReviews answered", requests.clone());
+        let duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer an AdmissionReview, from body received to response built",
+            duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "AdmissionReviews being answered",
+            in_flight.clone(),
+        );
+        let cache_objects = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cache_objects",
+            "Objects in the cache (vm: VMs with at least one Multus NIC)",
+            cache_objects.clone(),
+        );
+        let cache_ready = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cache_ready",
+            "1 once the cache has had its initial list",
+            cache_ready.clone(),
+        );
+        let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Attempts to load a changed serving certificate",
+            certificate_reloads.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, in Unix seconds",
+            certificate_expiry.clone(),
+        );
+        for kind in ["nad", "vm"] {
+            cache_ready.get_or_create(&KindLabels { kind }).set(0);
+            cache_objects.get_or_create(&KindLabels { kind }).set(0);
+        }
+        Self {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            cache_objects,
+            cache_ready,
+            certificate_reloads,
+            certificate_expiry,
+        }
+    }
+
+    /// Counts one answered AdmissionReview.
+    pub fn observe_request(
+        &self,
+        endpoint: &'static str,
+        operation: &str,
+        allowed: bool,
+        dry_run: bool,
+        seconds: f64,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                operation: operation_label(operation),
+                allowed: bool_label(allowed),
+                dry_run: bool_label(dry_run),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(seconds);
+    }
+
+    pub fn set_cache(&self, kind: &'static str, objects: usize, ready: bool) {
+        self.cache_objects
+            .get_or_create(&KindLabels { kind })
+            .set(objects as i64);
+        self.cache_ready
+            .get_or_create(&KindLabels { kind })
+            .set(i64::from(ready));
+    }
+
+    pub fn certificate_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.certificate_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        out
+    }
+
+    /// Counts a request in flight until the guard is dropped (also on cancellation).
+    pub fn in_flight_guard(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+}
+
+/// Decrements `requests_in_flight` when dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_labels() {
+        let m = Metrics::new();
+        m.observe_request("mutate", "CREATE", true, false, 0.001);
+        m.observe_request("mutate", "bogus-op", false, true, 0.001);
+        m.certificate_reload(true);
+        m.certificate_expiry.set(1_900_000_000);
+        let text = m.encode();
+        for needle in [
+            "kubevirt_net_webhook_requests_total{endpoint=\"mutate\",operation=\"CREATE\",allowed=\"true\",dry_run=\"false\"} 1",
+            "operation=\"other\",allowed=\"false\",dry_run=\"true\"} 1",
+            "kubevirt_net_webhook_request_duration_seconds_bucket{le=\"0.0005\",endpoint=\"mutate\"}",
+            "kubevirt_net_webhook_requests_in_flight 0",
+            "kubevirt_net_webhook_cache_ready{kind=\"vm\"} 0",
+            "kubevirt_net_webhook_certificate_reloads_total{result=\"success\"} 1",
+            "kubevirt_net_webhook_certificate_expiry_timestamp_seconds 1900000000",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! `kubevirt-net-webhook serve` (SPEC §3): HTTPS in front of [`crate::admission::review`],
+//! with certificate hot reload, watch-backed caches, metrics and graceful shutdown.
+//!
+//! [`Server::bind`] loads everything and binds both ports (tests bind `127.0.0.1:0` and read
+//! the addresses back); [`Server::run`] serves until a shutdown future completes.
+pub mod cache;
+pub mod metrics;
+pub mod tls;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::watch,
+    task::JoinHandle,
+};
+use tower::ServiceExt as _;
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    admission::{self, Endpoint},
+    config::{self, Config},
+    inventory::Inventory,
+};
+use cache::Kind;
+use metrics::Metrics;
+use tls::{CertReloader, Reload};
+
+/// Largest AdmissionReview accepted: two 3 MiB objects plus overhead (SPEC §3).
+pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
+
+/// Arguments of `kubevirt-net-webhook serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// HTTPS address for /mutate, /validate, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Plain-HTTP address for /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Serving certificate chain (PEM); reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// Private key of the serving certificate (PEM); reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Webhook configuration file (YAML). A bad file stops the server at start.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read NetworkAttachmentDefinitions from this directory (or file) instead of the cluster.
+    #[arg(long, value_name = "DIR")]
+    pub nads: Option<PathBuf>,
+    /// Read the cluster's VMs from this directory (or file) instead of the cluster.
+    #[arg(long, value_name = "DIR")]
+    pub vms: Option<PathBuf>,
+    /// Time a client has to finish the TLS handshake and send a request's headers.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Time to receive a whole request and answer it (408 after that).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// After SIGTERM, keep serving (while not ready) this long, so that the Service stops
+    /// sending requests before the listener closes.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// Then wait at most this long for in-flight requests to finish.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// How often the certificate files are re-read, besides watching their directories.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub cert_poll_interval: Duration,
+}
+
+impl ServeArgs {
+    /// The defaults, for the given certificate files (tests and embedding).
+    pub fn new(tls_cert: PathBuf, tls_key: PathBuf) -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 8443).into(),
+            admin_listen: ([0, 0, 0, 0], 9090).into(),
+            tls_cert,
+            tls_key,
+            config: None,
+            nads: None,
+            vms: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(20),
+            cert_poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 10s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file is bad (the message names the key).
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    /// `--nads`/`--vms` could not be read.
+    #[error(transparent)]
+    Cache(#[from] cache::Error),
+    /// No Kubernetes client could be built (neither in-cluster nor kubeconfig).
+    #[error("cannot reach the Kubernetes API (needed without --nads/--vms): {0}")]
+    Kube(#[from] kube::Error),
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The TLS configuration could not be built.
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// What request handlers, probes and cache watchers share.
+#[derive(Debug)]
+pub struct Shared {
+    inventory: RwLock<Inventory>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    cert: Arc<tls::CertResolver>,
+    nads_synced: AtomicBool,
+    vms_synced: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    /// A certificate is loaded, both caches have synced, and shutdown has not begun.
+    pub fn ready(&self) -> bool {
+        self.cert.is_loaded()
+            && self.nads_synced.load(Ordering::Acquire)
+            && self.vms_synced.load(Ordering::Acquire)
+            && !self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn synced_flag(&self, kind: Kind) -> &AtomicBool {
+        match kind {
+            Kind::Nad => &self.nads_synced,
+            Kind::Vm => &self.vms_synced,
+        }
+    }
+
+    /// Answers one AdmissionReview body: 200 with the review, or 400 when it is not one.
+    fn admit(&self, endpoint: Endpoint, body: &[u8]) -> Response {
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight_guard();
+        let result = {
+            // Sync and microseconds: the lock is never held across an await.
+            let inventory = self
+                .inventory
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            admission::review(body, endpoint, &inventory, &self.config)
+        };
+        let elapsed = started.elapsed();
+        match result {
+            Err(e) => {
+                warn!(endpoint = endpoint.as_str(), error = %e, "body is not an AdmissionReview");
+                (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+            }
+            Ok(reply) => {
+                self.metrics.observe_request(
+                    endpoint.as_str(),
+                    &reply.operation,
+                    reply.allowed,
+                    reply.dry_run,
+                    elapsed.as_secs_f64(),
+                );
+                info!(
+                    uid = %reply.uid,
+                    kind = %reply.kind,
+                    namespace = %reply.namespace,
+                    name = %reply.name,
+                    operation = %reply.operation,
+                    dry_run = reply.dry_run,
+                    allowed = reply.allowed,
+                    latency_ms = elapsed.as_secs_f64() * 1000.0,
+                    endpoint = endpoint.as_str(),
+                    "admission"
+                );
+                Json(reply.review).into_response()
+            }
+        }
+    }
+}
+
+impl cache::Sink for Shared {
+    fn inventory(&self) -> &RwLock<Inventory> {
+        &self.inventory
+    }
+
+    fn cache_changed(&self, kind: Kind, objects: usize, synced: bool) {
+        self.synced_flag(kind).store(synced, Ordering::Release);
+        self.metrics.set_cache(kind.label(), objects, synced);
+    }
+}
+
+/// A server with its ports bound and its background tasks (caches, certificate) running.
+pub struct Server {
+    args: ServeArgs,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.listener.local_addr().ok())
+            .field("admin_listen", &self.admin_listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+impl Server {
+    /// Loads the configuration, files and certificate, starts the cluster watches, and binds
+    /// both ports. A certificate that cannot be loaded yet is retried (the server is not
+    /// ready meanwhile); everything else that is wrong stops it here.
+    pub async fn bind(args: ServeArgs) -> Result<Self, Error> {
+        let config = Config::load(args.config.as_deref())?;
+        let metrics = Arc::new(Metrics::new());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let reloader = Arc::new(CertReloader::new(
+            args.tls_cert.clone(),
+            args.tls_key.clone(),
+            provider.clone(),
+            metrics.clone(),
+        ));
+        if let Reload::Rejected(e) = reloader.reload() {
+            error!(error = %e, "no serving certificate yet; not ready until one loads");
+        }
+        let mut inventory = Inventory::new();
+        if let Some(path) = &args.nads {
+            cache::load_files(Kind::Nad, path, &mut inventory)?;
+        }
+        if let Some(path) = &args.vms {
+            cache::load_files(Kind::Vm, path, &mut inventory)?;
+        }
+        let shared = Arc::new(Shared {
+            config,
+            metrics: metrics.clone(),
+            cert: reloader.resolver(),
+            nads_synced: AtomicBool::new(args.nads.is_some()),
+            vms_synced: AtomicBool::new(args.vms.is_some()),
+            shutting_down: AtomicBool::new(false),
+            inventory: RwLock::new(inventory),
+        });
+        {
+            let inventory = shared
+                .inventory
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (kind, from_files) in [
+                (Kind::Nad, args.nads.is_some()),
+                (Kind::Vm, args.vms.is_some()),
+            ] {
+                metrics.set_cache(kind.label(), kind.count(&inventory), from_files);
+            }
+        }
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(reloader.resolver());
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let listener = bind(args.listen).await?;
+        let admin_listener = bind(args.admin_listen).await?;
+
+        let mut tasks = vec![tokio::spawn(reloader.watch(args.cert_poll_interval))];
+        let watched: Vec<Kind> = [(Kind::Nad, &args.nads), (Kind::Vm, &args.vms)]
+            .into_iter()
+            .filter(|(_, files)| files.is_none())
+            .map(|(kind, _)| kind)
+            .collect();
+        if !watched.is_empty() {
+            let client = kube::Client::try_default().await?;
+            for kind in watched {
+                let sink: Arc<dyn cache::Sink> = shared.clone();
+                tasks.push(tokio::spawn(cache::watch(client.clone(), kind, sink)));
+            }
+        }
+        Ok(Self {
+            args,
+            shared,
+            listener,
+            admin_listener,
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            tasks,
+        })
+    }
+
+    /// The bound HTTPS address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.args.listen)
+    }
+
+    /// The bound admin (plain HTTP) address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .unwrap_or(self.args.admin_listen)
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops being ready, keeps serving for
+    /// `--shutdown-delay`, stops accepting and drains in-flight requests (at most
+    /// `--drain-timeout`).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let Self {
+            args,
+            shared,
+            listener,
+            admin_listener,
+            tls,
+            tasks,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let timeouts = Timeouts {
+            header: args.header_read_timeout,
+            drain: args.drain_timeout,
+        };
+        let https = tokio::spawn(accept_loop(
+            listener,
+            Some(tls),
+            webhook_router(shared.clone(), args.request_timeout),
+            timeouts,
+            stop_rx.clone(),
+        ));
+        let admin = tokio::spawn(accept_loop(
+            admin_listener,
+            None,
+            admin_router(shared.clone(), args.request_timeout),
+            timeouts,
+            stop_rx,
+        ));
+        info!(listen = %args.listen, admin_listen = %args.admin_listen, "serving");
+        shutdown.await;
+        shared.shutting_down.store(true, Ordering::Release);
+        info!(
+            delay_s = args.shutdown_delay.as_secs_f64(),
+            "shutting down: not ready, still serving"
+        );
+        tokio::time::sleep(args.shutdown_delay).await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::join!(https, admin);
+        for task in tasks {
+            task.abort();
+        }
+        info!("stopped");
+    }
+}
+
+/// Binds and serves until SIGTERM or SIGINT.
+pub async fn serve(args: ServeArgs) -> Result<(), Error> {
+    let server = Server::bind(args).await?;
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGTERM (kubelet) or SIGINT (a terminal).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!(signal = "SIGINT", "received"),
+        _ = term => info!(signal = "SIGTERM", "received"),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.ready() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn mutate(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    shared.admit(Endpoint::Mutate, &body)
+}
+
+async fn validate(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    shared.admit(Endpoint::Validate, &body)
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn timeout_layer(request_timeout: Duration) -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        request_timeout,
+    )
+}
+
+/// The HTTPS routes. Unknown paths get 404, wrong methods 405 (axum's routing).
+pub fn webhook_router(shared: Arc<Shared>, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Covers reading the body too: the extractor runs inside the timed future.
+        .layer(timeout_layer(request_timeout))
+        .with_state(shared)
+}
+
+/// The admin routes.
+pub fn admin_router(shared: Arc<Shared>, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(timeout_layer(request_timeout))
+        .with_state(shared)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// TLS handshake, and then each request's headers.
+    header: Duration,
+    drain: Duration,
+}
+
+/// Accepts connections until `stop`, then drains them.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Detects dead HTTP/2 peers; HTTP/1 idle peers hit the header read timeout.
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let builder = builder.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(tcp, &builder, router, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeouts.header, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, &builder, router, watcher).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => debug!("connections drained"),
+        _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout; closing remaining connections"),
+    }
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    builder: &auto::Builder<TokioExecutor>,
+    router: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| router.clone().oneshot(request));
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection).await {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
