@@ -89,7 +89,7 @@ pub fn review(
     inventory: &Inventory,
     config: &Config,
 ) -> Result<Reply, NotAReview> {
-    let doc: Value = serde_json::from_slice(body).map_err(NotAReview::NotJson)?;
+    let mut doc: Value = serde_json::from_slice(body).map_err(NotAReview::NotJson)?;
     let api_version = match doc.get("apiVersion").and_then(Value::as_str) {
         Some(v @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) => v.to_string(),
         _ => return Err(NotAReview::WrongKind),
@@ -97,7 +97,11 @@ pub fn review(
     if doc.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
         return Err(NotAReview::WrongKind);
     }
-    let raw_request = doc.get("request").ok_or(NotAReview::NoRequest)?;
+    // Taken out of the document, so the objects inside are decoded without a copy.
+    let raw_request = doc
+        .get_mut("request")
+        .map(Value::take)
+        .ok_or(NotAReview::NoRequest)?;
     // The uid is read on its own so that a request that does not decode is still answered.
     let uid = raw_request
         .get("uid")
@@ -125,7 +129,7 @@ pub fn review(
         message: None,
     };
     let mut response = json!({"uid": uid, "allowed": true});
-    match serde_json::from_value::<RawRequest>(raw_request.clone()) {
+    match serde_json::from_value::<RawRequest>(raw_request) {
         Err(e) => fail(
             &mut reply,
             &mut response,
