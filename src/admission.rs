@@ -82,13 +82,19 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"code": code, "reason": reason, "message": message})
 }
 
-/// Answers one AdmissionReview body.
-pub fn review(
-    body: &[u8],
-    endpoint: Endpoint,
-    inventory: &Inventory,
-    config: &Config,
-) -> Result<Reply, NotAReview> {
+/// An AdmissionReview read from a body, ready to be answered. Reading needs no cluster view,
+/// so the server does it before taking the inventory lock.
+#[derive(Debug)]
+pub struct Parsed {
+    api_version: String,
+    uid: String,
+    dry_run: bool,
+    operation: String,
+    request: Result<RawRequest, String>,
+}
+
+/// Reads an AdmissionReview body.
+pub fn parse(body: &[u8]) -> Result<Parsed, NotAReview> {
     let mut doc: Value = serde_json::from_slice(body).map_err(NotAReview::NotJson)?;
     let api_version = match doc.get("apiVersion").and_then(Value::as_str) {
         Some(v @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) => v.to_string(),
@@ -108,38 +114,60 @@ pub fn review(
         .and_then(Value::as_str)
         .ok_or(NotAReview::NoRequest)?
         .to_string();
-    let mut reply = Reply {
-        review: Value::Null,
-        uid: uid.clone(),
-        allowed: true,
+    let text = |key: &str| {
+        raw_request
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    Ok(Parsed {
+        api_version,
+        uid,
         dry_run: raw_request
             .get("dryRun")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        operation: raw_request
-            .get("operation")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        kind: String::new(),
-        namespace: String::new(),
-        name: String::new(),
-        patch: json_patch::Patch(vec![]),
-        warnings: vec![],
-        message: None,
-    };
-    let mut response = json!({"uid": uid, "allowed": true});
-    match serde_json::from_value::<RawRequest>(raw_request) {
-        Err(e) => fail(
-            &mut reply,
-            &mut response,
-            format!("cannot decode AdmissionReview request: {e}"),
-        ),
-        Ok(req) => answer(&mut reply, &mut response, req, endpoint, inventory, config),
+        operation: text("operation"),
+        request: serde_json::from_value::<RawRequest>(raw_request)
+            .map_err(|e| format!("cannot decode AdmissionReview request: {e}")),
+    })
+}
+
+impl Parsed {
+    /// Decides and builds the response.
+    pub fn answer(self, endpoint: Endpoint, inventory: &Inventory, config: &Config) -> Reply {
+        let mut reply = Reply {
+            review: Value::Null,
+            uid: self.uid.clone(),
+            allowed: true,
+            dry_run: self.dry_run,
+            operation: self.operation,
+            kind: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            patch: json_patch::Patch(vec![]),
+            warnings: vec![],
+            message: None,
+        };
+        let mut response = json!({"uid": self.uid, "allowed": true});
+        match self.request {
+            Err(message) => fail(&mut reply, &mut response, message),
+            Ok(req) => answer(&mut reply, &mut response, req, endpoint, inventory, config),
+        }
+        reply.review = json!({"apiVersion": self.api_version, "kind": "AdmissionReview", "response": response});
+        reply
     }
-    reply.review =
-        json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response});
-    Ok(reply)
+}
+
+/// Answers one AdmissionReview body.
+pub fn review(
+    body: &[u8],
+    endpoint: Endpoint,
+    inventory: &Inventory,
+    config: &Config,
+) -> Result<Reply, NotAReview> {
+    Ok(parse(body)?.answer(endpoint, inventory, config))
 }
 
 fn fail(reply: &mut Reply, response: &mut Value, message: String) {

@@ -191,14 +191,15 @@ impl Shared {
     fn admit(&self, endpoint: Endpoint, body: &[u8]) -> Response {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight_guard();
-        let result = {
-            // Sync and microseconds: the lock is never held across an await.
+        // Parsing (up to 7 MiB) needs no cluster view: only the decision takes the lock,
+        // which is sync and microseconds and never held across an await.
+        let result = admission::parse(body).map(|parsed| {
             let inventory = self
                 .inventory
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            admission::review(body, endpoint, &inventory, &self.config)
-        };
+            parsed.answer(endpoint, &inventory, &self.config)
+        });
         let elapsed = started.elapsed();
         match result {
             Err(e) => {
