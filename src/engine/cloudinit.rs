@@ -267,6 +267,13 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
         .iter()
         .any(|n| matches!(n.config, NicConfig::Static(_)));
     let first = ctx.vm.first_cloud_init();
+    let kind = first.map_or(CloudInitKind::NoCloud, |(_, _, kind, _)| kind);
+    // Rendered once: it is both what would be written and how a ConfigDrive config (JSON, no
+    // room for a marker) is recognised as the webhook's own.
+    let data = missing.is_empty().then(|| match kind {
+        CloudInitKind::NoCloud => render_netplan(&nics),
+        CloudInitKind::ConfigDrive => render_network_data_json(&nics),
+    });
     // The user's own network config always wins; it is worth a warning even when nothing was
     // requested, because it cannot match NICs by name reliably.
     if let Some((_, volume, kind, source)) = first {
@@ -278,7 +285,7 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
             match (&source.network_data, kind) {
                 (Some(d), CloudInitKind::NoCloud) if !d.starts_with(MARKER) => Some("networkData"),
                 (Some(d), CloudInitKind::ConfigDrive)
-                    if missing.is_empty() && *d != render_network_data_json(&nics) =>
+                    if data.as_ref().is_some_and(|rendered| rendered != d) =>
                 {
                     Some("networkData")
                 }
@@ -299,24 +306,17 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
     if mode == NetworkDataMode::Auto && !requested {
         return planned(requested, nics, Plan::NotWanted);
     }
-    if !missing.is_empty() {
+    let Some(data) = data else {
         return planned(requested, nics, Plan::MissingMacs(missing));
-    }
-    let (target, kind) = match first {
-        Some((index, _, kind, source)) => (
-            Target::Existing {
-                index,
-                kind,
-                has_user_data: source.has_user_data(),
-                current: source.network_data.clone(),
-            },
-            kind,
-        ),
-        None => (Target::New, CloudInitKind::NoCloud),
     };
-    let data = match kind {
-        CloudInitKind::NoCloud => render_netplan(&nics),
-        CloudInitKind::ConfigDrive => render_network_data_json(&nics),
+    let target = match first {
+        Some((index, _, _, source)) => Target::Existing {
+            index,
+            kind,
+            has_user_data: source.has_user_data(),
+            current: source.network_data.clone(),
+        },
+        None => Target::New,
     };
     if data.len() > INLINE_LIMIT {
         return planned(requested, nics, Plan::TooLarge { bytes: data.len() });
