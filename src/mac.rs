@@ -99,14 +99,25 @@ pub fn derive_free(
     namespace: &str,
     vm: &str,
     network: &str,
-    mut taken: impl FnMut(Mac) -> bool,
+    taken: impl FnMut(Mac) -> bool,
 ) -> Mac {
-    // Each attempt is a fresh 24- to 40-bit draw; a bound keeps a pathological `taken`
+    // Each attempt is a fresh 24- to 40-bit draw; the bound keeps a pathological `taken`
     // from looping forever (unreachable with fewer than 2^24 MACs on one network).
-    (0..=u32::MAX)
-        .map(|n| derive(prefix, salt, namespace, vm, network, n))
+    first_usable(
+        (0..=u32::MAX).map(|n| derive(prefix, salt, namespace, vm, network, n)),
+        taken,
+    )
+    .expect("2^32 attempts cannot all collide")
+}
+
+/// The first candidate that is not KubeVirt's reserved MAC and not `taken`.
+fn first_usable(
+    candidates: impl IntoIterator<Item = Mac>,
+    mut taken: impl FnMut(Mac) -> bool,
+) -> Option<Mac> {
+    candidates
+        .into_iter()
         .find(|m| *m != RESERVED && !taken(*m))
-        .expect("2^32 attempts cannot all collide")
 }
 
 #[cfg(test)]
@@ -151,6 +162,13 @@ mod tests {
         assert_ne!(first, second);
         assert_eq!(derive_free(&p, "", "a", "b", "c", |m| m == first), second);
         assert_eq!(derive_free(&p, "", "a", "b", "c", |_| false), first);
+    }
+
+    #[test]
+    fn the_reserved_mac_is_never_handed_out() {
+        let other = Mac(0x02_00_00_00_00_01);
+        assert_eq!(first_usable([RESERVED, other], |_| false), Some(other));
+        assert_eq!(first_usable([RESERVED], |_| false), None);
     }
 
     #[test]
