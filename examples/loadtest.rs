@@ -56,24 +56,7 @@ struct Args {
 }
 
 fn client_config(ca_pem: &[u8], h2: bool) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.expect("CA PEM")).expect("CA certificate");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![if h2 {
-        b"h2".to_vec()
-    } else {
-        b"http/1.1".to_vec()
-    }];
-    Arc::new(config)
+    common::client_config(ca_pem, &[if h2 { b"h2" } else { b"http/1.1" }])
 }
 
 #[tokio::main]
