@@ -49,7 +49,7 @@ impl Ipam {
             .find(|g| g.is_ipv4() == matches!(dst, IpNet::V4(_)))
     }
 
-    /// The known subnet containing `addr`, if any is known for its family.
+    /// The known subnets of one address family.
     pub fn subnet_of_family(&self, v4: bool) -> impl Iterator<Item = &IpNet> {
         self.subnets
             .iter()
