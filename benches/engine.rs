@@ -1,12 +1,15 @@
 //! Engine speed: `/mutate` + `/validate` decisions for a 3-NIC and a 20-NIC VM.
 //! Run with `cargo bench --bench engine`.
 use criterion::{Criterion, criterion_group, criterion_main};
+use kube::core::admission::Operation;
 use kubevirt_net_webhook::{
-    config::Config,
-    engine::{self, Operation, Request},
+    engine::{self, Request},
     inventory::Inventory,
-    nad::Nad,
+    model::{config::Config, kinds::Kind, nad::Nad},
 };
+
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -28,7 +31,7 @@ fn vm(secondaries: usize) -> (Value, Inventory) {
             "annotations": {"kubevirt-net-webhook.io/networks": format!("{{\"net1\": \"10.0.{}.{}/16\"}}", 100 + n / 250, n % 250 + 2)}},
             "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": "net1", "bridge": {}, "macAddress": format!("02:00:00:00:{:02x}:{:02x}", n / 256, n % 256)}]}},
             "networks": [{"name": "net1", "multus": {"networkName": "nad1"}}]}}}});
-        inv.upsert_vm_object(&other, "bench").unwrap();
+        fixtures::remember(&mut inv, &other);
     }
     let vm = json!({
         "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
@@ -45,9 +48,11 @@ fn vm(secondaries: usize) -> (Value, Inventory) {
 fn bench(c: &mut Criterion) {
     let config = Config::default();
     for (label, secondaries) in [("3-nic", 2), ("20-nic", 19)] {
-        let (object, inv) = vm(secondaries);
+        let (value, inv) = vm(secondaries);
+        let object = fixtures::object(&value);
         let req = Request {
-            operation: Operation::Create,
+            kind: Kind::VirtualMachine,
+            operation: &Operation::Create,
             namespace: "bench",
             object: &object,
             old_object: None,
@@ -55,12 +60,13 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("mutate {label}"), |b| {
             b.iter(|| engine::mutate(black_box(&req), &inv, &config).unwrap())
         });
-        let mut mutated = object.clone();
+        let mut mutated = value.clone();
         json_patch::patch(
             &mut mutated,
             &engine::mutate(&req, &inv, &config).unwrap().patch,
         )
         .unwrap();
+        let mutated = fixtures::object(&mutated);
         let vreq = Request {
             object: &mutated,
             ..req

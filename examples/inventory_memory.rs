@@ -1,5 +1,6 @@
 //! Memory and time to fill the VM cache with N VMs (default 100,000), through the same
-//! event-application path as the cluster watch (`cache::Applier`, `InitApply` events).
+//! event-application path as the cluster watch (`inventory::apply::Applier`, `InitApply`
+//! events).
 //!
 //! ```text
 //! cargo run --release --example inventory_memory -- 100000
@@ -15,12 +16,16 @@ use std::{
 
 use kube::{api::DynamicObject, runtime::watcher::Event};
 use kubevirt_net_webhook::{
-    admission::{self, Endpoint, request_for},
-    config::Config,
-    engine::Operation,
-    inventory::Inventory,
-    server::cache::{Applier, Kind},
+    admission::{self, Endpoint},
+    inventory::{
+        Inventory,
+        apply::{Applier, Cached},
+    },
+    model::config::Config,
 };
+
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
 use serde_json::json;
 
 struct Counting;
@@ -134,7 +139,7 @@ fn main() {
         NADS.store(1, Ordering::Relaxed);
     }
     let mut inventory = Inventory::new();
-    let mut applier = Applier::new(Kind::Vm);
+    let mut applier = Applier::new(Cached::Vm);
     let before = live();
     let started = Instant::now();
     let mut applying = Duration::ZERO;
@@ -159,9 +164,19 @@ fn main() {
     // One admission against the full inventory: conflicts are looked up, not scanned.
     let mut probe = vm(count + 1);
     probe["metadata"]["name"] = json!("probe");
-    let body = request_for("p", Operation::Create, "tenant-1", &probe, None, false).to_string();
+    let body = fixtures::admission_review(
+        "admission.k8s.io/v1",
+        "p",
+        "CREATE",
+        Some(&probe),
+        None,
+        false,
+    )
+    .to_string();
     let config = Config::default();
-    let ask = || admission::review(body.as_bytes(), Endpoint::Validate, &inventory, &config);
+    let ask = || {
+        admission::parse(body.as_bytes()).map(|p| p.answer(Endpoint::Validate, &inventory, &config))
+    };
     let reply = ask().unwrap();
     let t = Instant::now();
     for _ in 0..1000 {
@@ -189,6 +204,6 @@ fn main() {
     println!(
         "one /validate against it: {:.3} ms (mean of 1000) (allowed={})",
         lookup.as_secs_f64() * 1000.0,
-        reply.allowed
+        reply.allowed()
     );
 }

@@ -11,8 +11,10 @@
 //! ```
 //!
 //! Prints requests/s and latency percentiles; exits 1 if any request failed.
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/support/server.rs"]
 mod common;
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
 
 use std::{
     net::SocketAddr,
@@ -27,7 +29,7 @@ use std::{
 use clap::Parser;
 use common::{CASES, Http, Running};
 use hyper::{StatusCode, body::Bytes};
-use kubevirt_net_webhook::{admission::request_for, engine::Operation, manifests};
+use kubevirt_net_webhook::manifests;
 
 /// Bounded load on /mutate over TLS.
 #[derive(Debug, Parser)]
@@ -98,7 +100,15 @@ async fn main() -> std::process::ExitCode {
         .unwrap()
         .value;
     let body = Bytes::from(
-        request_for("load", Operation::Create, "default", &vm, None, false).to_string(),
+        fixtures::admission_review(
+            "admission.k8s.io/v1",
+            "load",
+            "CREATE",
+            Some(&vm),
+            None,
+            false,
+        )
+        .to_string(),
     );
 
     let sent = Arc::new(AtomicU64::new(0));

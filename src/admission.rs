@@ -1,13 +1,22 @@
-//! AdmissionReview in, AdmissionReview out: the protocol layer shared by the server and
-//! `review -o review`, so both give byte-for-byte the same answers. No IO.
+//! AdmissionReview in, AdmissionReview out: the one path from a question to its answer
+//! (SPEC §3, §4). The server hands it an HTTP body; `review` hands it an AdmissionReview from
+//! a file, or a bare manifest turned into the request the API server would send. Both then
+//! get the same [`Answer`], whose response is the one copy of the decision: logs, metrics and
+//! `review`'s output all read from it. No IO.
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use kube::core::{
+    DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta,
+    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
+};
+use serde_json::Value;
 
 use crate::{
-    config::Config,
-    engine::{self, Operation, Request},
+    engine::{self, Request},
     inventory::Inventory,
+    model::{
+        config::Config,
+        kinds::{self, Kind},
+    },
 };
 
 /// Which webhook is asked.
@@ -26,6 +35,10 @@ impl Endpoint {
     }
 }
 
+/// The AdmissionReview versions the webhook answers, each in its own version.
+pub const VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+const REVIEW_KIND: &str = "AdmissionReview";
+
 /// A body that is not an AdmissionReview at all: the server answers 400.
 #[derive(Debug, thiserror::Error)]
 pub enum NotAReview {
@@ -40,277 +53,422 @@ pub enum NotAReview {
     NoRequest,
 }
 
-/// The answer, plus what logs and metrics need.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// The full AdmissionReview to send back.
-    pub review: Value,
-    pub uid: String,
-    pub allowed: bool,
-    pub dry_run: bool,
-    pub operation: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    /// The JSON Patch (mutate only; empty when nothing changes).
-    pub patch: json_patch::Patch,
-    pub warnings: Vec<String>,
-    /// The denial message, or why the request could not be decoded.
-    pub message: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct GroupVersionKind {
-    group: String,
-    kind: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct RawRequest {
-    kind: GroupVersionKind,
-    operation: String,
-    namespace: Option<String>,
-    name: Option<String>,
-    object: Option<Value>,
-    old_object: Option<Value>,
-    dry_run: Option<bool>,
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"code": code, "reason": reason, "message": message})
-}
-
 /// An AdmissionReview read from a body, ready to be answered. Reading needs no cluster view,
 /// so the server does it before taking the inventory lock.
-#[derive(Debug)]
-pub struct Parsed {
-    api_version: String,
-    uid: String,
-    dry_run: bool,
-    operation: String,
-    request: Result<RawRequest, String>,
+#[derive(Debug, Clone)]
+pub struct Parsed(Inner);
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Request(Box<AdmissionRequest<DynamicObject>>),
+    /// JSON enough to hold a uid, but not a request that decodes: answered with the uid
+    /// (SPEC §3), allowed = false when it may be ours; another kind passes as always.
+    Undecodable {
+        types: TypeMeta,
+        uid: String,
+        error: String,
+        ours: bool,
+    },
 }
 
 /// Reads an AdmissionReview body.
 pub fn parse(body: &[u8]) -> Result<Parsed, NotAReview> {
-    let mut doc: Value = serde_json::from_slice(body).map_err(NotAReview::NotJson)?;
-    let api_version = match doc.get("apiVersion").and_then(Value::as_str) {
-        Some(v @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) => v.to_string(),
-        _ => return Err(NotAReview::WrongKind),
-    };
-    if doc.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
+    match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
+        Ok(review) => {
+            if !VERSIONS.contains(&review.types.api_version.as_str())
+                || review.types.kind != REVIEW_KIND
+            {
+                return Err(NotAReview::WrongKind);
+            }
+            let request: AdmissionRequest<DynamicObject> =
+                review.try_into().map_err(|_| NotAReview::NoRequest)?;
+            Ok(Parsed(Inner::Request(Box::new(request))))
+        }
+        Err(error) => undecodable(body, error),
+    }
+}
+
+/// Classifies a body that does not decode as an AdmissionReview: not one at all, or one
+/// whose uid can still be answered.
+fn undecodable(body: &[u8], error: serde_json::Error) -> Result<Parsed, NotAReview> {
+    let doc: Value = serde_json::from_slice(body).map_err(NotAReview::NotJson)?;
+    let api_version = doc.get("apiVersion").and_then(Value::as_str);
+    let api_version = api_version
+        .filter(|v| VERSIONS.contains(v))
+        .ok_or(NotAReview::WrongKind)?;
+    if doc.get("kind").and_then(Value::as_str) != Some(REVIEW_KIND) {
         return Err(NotAReview::WrongKind);
     }
-    // Taken out of the document, so the objects inside are decoded without a copy.
-    let raw_request = doc
-        .get_mut("request")
-        .map(Value::take)
-        .ok_or(NotAReview::NoRequest)?;
-    // The uid is read on its own so that a request that does not decode is still answered.
-    let uid = raw_request
-        .get("uid")
+    let uid = doc
+        .pointer("/request/uid")
         .and_then(Value::as_str)
-        .ok_or(NotAReview::NoRequest)?
-        .to_string();
-    let text = |key: &str| {
-        raw_request
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
+        .ok_or(NotAReview::NoRequest)?;
+    // Whether the request could be one the webhook decides, read leniently: a field of the
+    // wrong type must not make a request of ours pass.
+    let text = |p: &str| doc.pointer(p).and_then(Value::as_str);
+    let ours = match (text("/request/kind/group"), text("/request/kind/kind")) {
+        (Some(group), Some(kind)) => {
+            Kind::of(group, kind).is_some_and(|k| match text("/request/operation") {
+                Some("DELETE") | Some("CONNECT") => false,
+                Some("UPDATE") => k.decides(&Operation::Update),
+                _ => true,
+            })
+        }
+        _ => true,
     };
-    Ok(Parsed {
-        api_version,
-        uid,
-        dry_run: raw_request
-            .get("dryRun")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        operation: text("operation"),
-        request: serde_json::from_value::<RawRequest>(raw_request)
-            .map_err(|e| format!("cannot decode AdmissionReview request: {e}")),
-    })
+    Ok(Parsed(Inner::Undecodable {
+        types: review_types(api_version),
+        uid: uid.to_string(),
+        error: format!("cannot decode AdmissionReview request: {error}"),
+        ours,
+    }))
+}
+
+fn review_types(api_version: &str) -> TypeMeta {
+    TypeMeta {
+        api_version: api_version.to_string(),
+        kind: REVIEW_KIND.to_string(),
+    }
+}
+
+/// Why a manifest cannot be turned into a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The object is not a Kubernetes object (its `metadata` has the wrong shape).
+    #[error("{0}")]
+    Object(serde_json::Error),
+    /// Not one of the kinds the webhook decides.
+    #[error("{0} is not a kind the webhook reviews")]
+    NotOurs(String),
 }
 
 impl Parsed {
-    /// Decides and builds the response.
-    pub fn answer(self, endpoint: Endpoint, inventory: &Inventory, config: &Config) -> Reply {
-        let mut reply = Reply {
-            review: Value::Null,
-            uid: self.uid.clone(),
-            allowed: true,
-            dry_run: self.dry_run,
-            operation: self.operation,
-            kind: String::new(),
-            namespace: String::new(),
-            name: String::new(),
-            patch: json_patch::Patch(vec![]),
-            warnings: vec![],
-            message: None,
-        };
-        let mut response = json!({"uid": self.uid, "allowed": true});
-        match self.request {
-            Err(message) => fail(&mut reply, &mut response, message),
-            Ok(req) => answer(&mut reply, &mut response, req, endpoint, inventory, config),
+    /// The request kube-apiserver sends for `kubectl apply` of `object`: a CREATE, or an
+    /// UPDATE of `old_object` when given. `uid` names it in the answer.
+    pub fn manifest(object: &Value, old_object: Option<&Value>) -> Result<Self, ManifestError> {
+        Self::manifest_with_uid(object, old_object, "review")
+    }
+
+    /// [`Parsed::manifest`] with a chosen uid.
+    pub fn manifest_with_uid(
+        object: &Value,
+        old_object: Option<&Value>,
+        uid: &str,
+    ) -> Result<Self, ManifestError> {
+        let text = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or("");
+        let kind = Kind::of_manifest(text("apiVersion"), text("kind")).ok_or_else(|| {
+            ManifestError::NotOurs(format!("{} {}", text("apiVersion"), text("kind")))
+        })?;
+        let decode = |v: &Value| serde_json::from_value::<DynamicObject>(v.clone());
+        let object = decode(object).map_err(ManifestError::Object)?;
+        let old_object = old_object
+            .map(decode)
+            .transpose()
+            .map_err(ManifestError::Object)?;
+        let version = object
+            .types
+            .as_ref()
+            .and_then(|t| t.api_version.rsplit_once('/'))
+            .map_or(kind.version(), |(_, v)| v)
+            .to_string();
+        let namespace = kinds::namespace(None, object.metadata.namespace.as_deref()).to_string();
+        let gvk = GroupVersionKind::gvk(kind.group(), &version, kind.name());
+        let gvr = GroupVersionResource::gvr(kind.group(), &version, kind.resource());
+        Ok(Self(Inner::Request(Box::new(AdmissionRequest {
+            types: review_types(VERSIONS[0]),
+            uid: uid.to_string(),
+            kind: gvk.clone(),
+            resource: gvr.clone(),
+            sub_resource: None,
+            request_kind: Some(gvk),
+            request_resource: Some(gvr),
+            request_sub_resource: None,
+            name: object.metadata.name.clone().unwrap_or_default(),
+            namespace: Some(namespace),
+            operation: if old_object.is_some() {
+                Operation::Update
+            } else {
+                Operation::Create
+            },
+            user_info: Default::default(),
+            object: Some(object),
+            old_object,
+            dry_run: false,
+            options: None,
+        }))))
+    }
+
+    /// The request, if it decoded.
+    pub fn request(&self) -> Option<&AdmissionRequest<DynamicObject>> {
+        match &self.0 {
+            Inner::Request(r) => Some(r),
+            Inner::Undecodable { .. } => None,
         }
-        reply.review = json!({"apiVersion": self.api_version, "kind": "AdmissionReview", "response": response});
-        reply
+    }
+
+    /// The same request with another object: what the validating webhook is asked after the
+    /// mutating one changed it.
+    pub fn with_object(&self, object: DynamicObject) -> Self {
+        match &self.0 {
+            Inner::Request(r) => {
+                let mut r = r.clone();
+                r.object = Some(object);
+                Self(Inner::Request(r))
+            }
+            Inner::Undecodable { .. } => self.clone(),
+        }
+    }
+
+    /// Decides and builds the answer.
+    pub fn answer(&self, endpoint: Endpoint, inventory: &Inventory, config: &Config) -> Answer {
+        match &self.0 {
+            Inner::Undecodable {
+                types,
+                uid,
+                error,
+                ours,
+            } => {
+                let mut response = AdmissionResponse::invalid(error);
+                response.types = types.clone();
+                response.uid = uid.clone();
+                if !ours {
+                    response.allowed = true;
+                    response.result = Default::default();
+                }
+                Answer::new(
+                    response_or_bad_request(response, error, *ours),
+                    Facts::default(),
+                )
+            }
+            Inner::Request(req) => {
+                let facts = Facts::of(req);
+                Answer::new(decide(req, endpoint, inventory, config), facts)
+            }
+        }
     }
 }
 
-/// Answers one AdmissionReview body.
-pub fn review(
-    body: &[u8],
+/// The kind of the request, if it is one of ours and an operation the webhook decides.
+fn ours(req: &AdmissionRequest<DynamicObject>) -> Option<Kind> {
+    Kind::of(&req.kind.group, &req.kind.kind).filter(|k| k.decides(&req.operation))
+}
+
+fn decide(
+    req: &AdmissionRequest<DynamicObject>,
     endpoint: Endpoint,
     inventory: &Inventory,
     config: &Config,
-) -> Result<Reply, NotAReview> {
-    Ok(parse(body)?.answer(endpoint, inventory, config))
-}
-
-fn fail(reply: &mut Reply, response: &mut Value, message: String) {
-    reply.allowed = false;
-    response["allowed"] = json!(false);
-    response["status"] = status(400, "BadRequest", &message);
-    reply.message = Some(message);
-}
-
-fn answer(
-    reply: &mut Reply,
-    response: &mut Value,
-    req: RawRequest,
-    endpoint: Endpoint,
-    inventory: &Inventory,
-    config: &Config,
-) {
-    reply.kind = req.kind.kind.clone();
-    let operation = match req.operation.as_str() {
-        "CREATE" => Operation::Create,
-        "UPDATE" => Operation::Update,
-        _ => return, // DELETE, CONNECT: nothing to say
+) -> AdmissionResponse {
+    let response = AdmissionResponse::from(req);
+    let Some(kind) = ours(req) else {
+        return response; // another kind, DELETE, CONNECT: nothing to say
     };
-    if req.kind.group != "kubevirt.io" || req.kind.kind != "VirtualMachine" {
-        return;
-    }
     let Some(object) = req.object.as_ref() else {
-        return fail(reply, response, "request.object is missing".into());
+        return bad_request(response, "request.object is missing");
     };
-    let meta_ns = object
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str);
-    let namespace = req
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .or(meta_ns)
-        .unwrap_or("default");
-    reply.namespace = namespace.to_string();
-    reply.name = req
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .unwrap_or_default();
     let request = Request {
-        operation,
-        namespace,
+        kind,
+        operation: &req.operation,
+        namespace: kinds::namespace(
+            req.namespace.as_deref(),
+            object.metadata.namespace.as_deref(),
+        ),
         object,
         old_object: req.old_object.as_ref(),
     };
     match endpoint {
         Endpoint::Mutate => match engine::mutate(&request, inventory, config) {
-            Err(e) => fail(reply, response, e.to_string()),
-            Ok(m) => {
-                if !m.patch.0.is_empty() {
-                    let bytes = serde_json::to_vec(&m.patch).expect("patches serialize");
-                    response["patchType"] = json!("JSONPatch");
-                    response["patch"] =
-                        json!(base64::engine::general_purpose::STANDARD.encode(bytes));
-                }
-                reply.patch = m.patch;
-                reply.warnings = m.warnings;
-            }
+            Err(e) => bad_request(response, &e.to_string()),
+            Ok(m) if m.patch.0.is_empty() => with_warnings(response, m.warnings),
+            Ok(m) => match response.with_patch(m.patch) {
+                Ok(response) => with_warnings(response, m.warnings),
+                Err(e) => bad_request(AdmissionResponse::from(req), &e.to_string()),
+            },
         },
         Endpoint::Validate => match engine::validate(&request, inventory, config) {
-            Err(e) => fail(reply, response, e.to_string()),
+            Err(e) => bad_request(response, &e.to_string()),
+            Ok(v) if v.allowed() => with_warnings(response, v.warnings),
             Ok(v) => {
-                if !v.allowed() {
-                    let message = v.message();
-                    reply.allowed = false;
-                    response["allowed"] = json!(false);
-                    response["status"] = status(403, "Forbidden", &message);
-                    reply.message = Some(message);
-                }
-                reply.warnings = v.warnings;
+                let mut response = response.deny(v.message());
+                response.result.code = 403;
+                response.result.reason = "Forbidden".into();
+                with_warnings(response, v.warnings)
             }
         },
-    }
-    if !reply.warnings.is_empty() {
-        response["warnings"] = json!(reply.warnings);
     }
 }
 
-/// Builds the AdmissionReview kube-apiserver would send for `object`.
-pub fn request_for(
-    uid: &str,
-    operation: Operation,
-    namespace: &str,
-    object: &Value,
-    old_object: Option<&Value>,
-    dry_run: bool,
-) -> Value {
-    let name = object
-        .pointer("/metadata/name")
-        .cloned()
-        .unwrap_or(Value::Null);
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
-            "resource": {"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"},
-            "namespace": namespace,
-            "name": name,
-            "operation": match operation { Operation::Create => "CREATE", Operation::Update => "UPDATE" },
-            "object": object,
-            "oldObject": old_object,
-            "dryRun": dry_run,
+fn response_or_bad_request(
+    response: AdmissionResponse,
+    message: &str,
+    bad: bool,
+) -> AdmissionResponse {
+    if bad {
+        bad_request(response, message)
+    } else {
+        response
+    }
+}
+
+fn bad_request(response: AdmissionResponse, message: &str) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result.code = 400;
+    response.result.reason = "BadRequest".into();
+    response
+}
+
+fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response
+}
+
+/// What the logs say about a request besides the answer.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: &'static str,
+    pub dry_run: bool,
+}
+
+impl Facts {
+    fn of(req: &AdmissionRequest<DynamicObject>) -> Self {
+        let object = req.object.as_ref().or(req.old_object.as_ref());
+        let meta =
+            |f: fn(&DynamicObject) -> Option<&String>| object.and_then(f).map(String::as_str);
+        Self {
+            kind: req.kind.kind.clone(),
+            namespace: kinds::namespace(
+                req.namespace.as_deref(),
+                meta(|o| o.metadata.namespace.as_ref()),
+            )
+            .to_string(),
+            name: Some(req.name.as_str())
+                .filter(|n| !n.is_empty())
+                .or(meta(|o| o.metadata.name.as_ref()))
+                .unwrap_or("")
+                .to_string(),
+            operation: operation_name(&req.operation),
+            dry_run: req.dry_run,
         }
-    })
+    }
+}
+
+/// `CREATE`, `UPDATE`, `DELETE`, `CONNECT`, as in the AdmissionReview.
+pub fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// The answer to one AdmissionReview.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The AdmissionReview to send back, in the version asked in.
+    pub review: AdmissionReview<DynamicObject>,
+    pub facts: Facts,
+}
+
+impl Answer {
+    fn new(response: AdmissionResponse, facts: Facts) -> Self {
+        Self {
+            review: response.into_review(),
+            facts,
+        }
+    }
+
+    pub fn response(&self) -> &AdmissionResponse {
+        self.review
+            .response
+            .as_ref()
+            .expect("answers are built from a response")
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.response().uid
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.response().allowed
+    }
+
+    /// The denial message, or why the request could not be decoded; empty when allowed.
+    pub fn message(&self) -> &str {
+        if self.allowed() {
+            ""
+        } else {
+            &self.response().result.message
+        }
+    }
+
+    pub fn warnings(&self) -> &[String] {
+        self.response().warnings.as_deref().unwrap_or_default()
+    }
+
+    /// The JSON Patch of a mutation (empty when nothing changes), read back from the response.
+    pub fn patch(&self) -> json_patch::Patch {
+        self.response()
+            .patch
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice(bytes).ok())
+            .unwrap_or(json_patch::Patch(vec![]))
+    }
+
+    /// The response body.
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_value()).expect("JSON values serialize")
+    }
+
+    /// The response as JSON, with the patch base64-encoded as the API server documents
+    /// `[]byte` fields (kube-core writes the bytes as a number array: kube-rs/kube#1781).
+    pub fn to_value(&self) -> Value {
+        let mut value = serde_json::to_value(&self.review).expect("AdmissionReviews serialize");
+        if let (Some(patch), Some(slot)) = (
+            self.response().patch.as_deref(),
+            value.pointer_mut("/response/patch"),
+        ) {
+            *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+        }
+        value
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn ask(body: &Value, endpoint: Endpoint) -> Result<Reply, NotAReview> {
-        review(
-            body.to_string().as_bytes(),
-            endpoint,
-            &Inventory::new(),
-            &Config::default(),
-        )
+    fn ask(body: &Value, endpoint: Endpoint) -> Result<Answer, NotAReview> {
+        parse(body.to_string().as_bytes())
+            .map(|p| p.answer(endpoint, &Inventory::new(), &Config::default()))
+    }
+
+    fn review(api_version: &str, request: Value) -> Value {
+        let mut request = request;
+        for (k, v) in [
+            (
+                "resource",
+                json!({"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"}),
+            ),
+            ("userInfo", json!({})),
+        ] {
+            if request.get(k).is_none() {
+                request[k] = v;
+            }
+        }
+        json!({"apiVersion": api_version, "kind": "AdmissionReview", "request": request})
     }
 
     #[test]
     fn not_reviews_are_rejected() {
-        assert!(matches!(
-            review(
-                b"nope",
-                Endpoint::Mutate,
-                &Inventory::new(),
-                &Config::default()
-            ),
-            Err(NotAReview::NotJson(_))
-        ));
+        assert!(matches!(parse(b"nope"), Err(NotAReview::NotJson(_))));
         assert!(matches!(
             ask(&json!({"kind": "Pod"}), Endpoint::Mutate),
             Err(NotAReview::WrongKind)
@@ -322,34 +480,92 @@ mod tests {
             ),
             Err(NotAReview::NoRequest)
         ));
+        assert!(matches!(
+            ask(
+                &json!({"apiVersion": "admission.k8s.io/v2", "kind": "AdmissionReview", "request": {"uid": "x"}}),
+                Endpoint::Mutate
+            ),
+            Err(NotAReview::WrongKind)
+        ));
     }
 
     #[test]
     fn undecodable_object_still_echoes_uid() {
-        let body = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {
-            "uid": "u-1", "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
-            "operation": "CREATE", "object": {"spec": {"template": 7}}}});
-        let r = ask(&body, Endpoint::Validate).unwrap();
-        assert_eq!(r.review["response"]["uid"], "u-1");
-        assert_eq!(r.review["apiVersion"], "admission.k8s.io/v1beta1");
-        assert_eq!(r.review["response"]["allowed"], false);
-        assert_eq!(r.review["response"]["status"]["code"], 400);
+        let body = review(
+            "admission.k8s.io/v1beta1",
+            json!({"uid": "u-1", "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+                "operation": "CREATE", "object": {"spec": {"template": 7}}}),
+        );
+        let r = ask(&body, Endpoint::Validate).unwrap().to_value();
+        assert_eq!(r["response"]["uid"], "u-1");
+        assert_eq!(r["apiVersion"], "admission.k8s.io/v1beta1");
+        assert_eq!(r["response"]["allowed"], false);
+        assert_eq!(r["response"]["status"]["code"], 400);
         let wrong_type = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u-2", "operation": 5}});
         let r = ask(&wrong_type, Endpoint::Mutate).unwrap();
-        assert_eq!((r.uid.as_str(), r.allowed), ("u-2", false));
+        assert_eq!((r.uid(), r.allowed()), ("u-2", false));
+        assert!(r.message().contains("cannot decode"), "{}", r.message());
     }
 
     #[test]
     fn other_kinds_and_operations_pass_untouched() {
-        let pod = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": "p", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE", "object": {"garbage": true}}});
-        let r = ask(&pod, Endpoint::Mutate).unwrap();
-        assert_eq!(r.review["response"], json!({"uid": "p", "allowed": true}));
-        let delete = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": "d", "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"}, "operation": "DELETE"}});
-        assert_eq!(
-            ask(&delete, Endpoint::Validate).unwrap().review["response"],
-            json!({"uid": "d", "allowed": true})
+        let allowed = |uid: &str| json!({"uid": uid, "allowed": true, "status": {}});
+        let pod = review(
+            "admission.k8s.io/v1",
+            json!({"uid": "p", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE", "object": {"garbage": true}}),
         );
+        assert_eq!(
+            ask(&pod, Endpoint::Mutate).unwrap().to_value()["response"],
+            allowed("p")
+        );
+        let delete = review(
+            "admission.k8s.io/v1",
+            json!({"uid": "d", "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"}, "operation": "DELETE"}),
+        );
+        assert_eq!(
+            ask(&delete, Endpoint::Validate).unwrap().to_value()["response"],
+            allowed("d")
+        );
+        let other_group = review(
+            "admission.k8s.io/v1",
+            json!({"uid": "o", "kind": {"group": "vmoperator.vmware.com", "version": "v1alpha3", "kind": "VirtualMachine"},
+                "operation": "CREATE", "object": {"metadata": {"name": "x"}, "spec": {}}}),
+        );
+        assert_eq!(
+            ask(&other_group, Endpoint::Mutate).unwrap().to_value()["response"],
+            allowed("o")
+        );
+    }
+
+    #[test]
+    fn answers_in_the_version_asked() {
+        let vm = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "v", "namespace": "n"},
+            "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}]}}, "networks": [{"name": "default", "pod": {}}]}}}});
+        for version in VERSIONS {
+            let body = review(
+                version,
+                json!({"uid": "v", "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"}, "operation": "CREATE", "object": vm}),
+            );
+            let answer = ask(&body, Endpoint::Mutate).unwrap();
+            assert_eq!(answer.to_value()["apiVersion"], version);
+            assert!(!answer.patch().0.is_empty(), "a MAC is set");
+        }
+    }
+
+    #[test]
+    fn a_manifest_is_asked_as_the_api_server_would() {
+        let vm = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "v"},
+            "spec": {"template": {"spec": {}}}});
+        let parsed = Parsed::manifest(&vm, None).unwrap();
+        let req = parsed.request().unwrap();
+        assert_eq!(req.operation, Operation::Create);
+        assert_eq!(req.namespace.as_deref(), Some("default"));
+        assert_eq!(req.resource.resource, "virtualmachines");
+        let update = Parsed::manifest(&vm, Some(&vm)).unwrap();
+        assert_eq!(update.request().unwrap().operation, Operation::Update);
+        assert!(matches!(
+            Parsed::manifest(&json!({"apiVersion": "v1", "kind": "Pod"}), None),
+            Err(ManifestError::NotOurs(_))
+        ));
     }
 }

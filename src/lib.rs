@@ -1,18 +1,17 @@
 //! kubevirt-net-webhook: an admission webhook that repairs and validates the networking of
-//! KubeVirt VirtualMachines on Multus secondary networks.
+//! KubeVirt guests (VirtualMachines, VMIs, VMI replica sets, VM pools) on Multus secondary
+//! networks.
 //!
-//! The decision lives in [`engine`], a pure function of the VM, the NADs it references, the
-//! cluster's other VMs ([`inventory`]) and the [`config`]. The server and the CLI are shells.
+//! - [`model`]: the objects as the engine reads them (guest, NAD, annotations, MACs, config).
+//! - [`inventory`]: the cluster view (NADs, other VMs' MACs and addresses) and how events and
+//!   files fill it.
+//! - [`engine`]: the decision, a pure function of the object, the inventory and the config.
+//! - [`admission`]: the one path from an AdmissionReview (or a manifest) to its answer.
+//! - [`server`] and [`cmd`]: the HTTPS shell and the command line, over the same path.
 pub mod admission;
-pub mod annotations;
-pub mod certs;
-pub mod cli;
-pub mod config;
+pub mod cmd;
 pub mod engine;
 pub mod inventory;
-pub mod mac;
 pub mod manifests;
-pub mod nad;
-pub mod review;
+pub mod model;
 pub mod server;
-pub mod vm;

@@ -1,9 +1,9 @@
 //! `kubevirt-net-webhook`: parse arguments, set up logging, run.
 use clap::Parser;
-use kubevirt_net_webhook::cli::Cli;
+use kubevirt_net_webhook::cmd::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    kubevirt_net_webhook::cli::init_tracing(cli.log_format);
+    kubevirt_net_webhook::cmd::init_tracing(cli.log_format);
     cli.run()
 }

@@ -1,16 +1,12 @@
-//! Every scenario in ../shared/testdata/cases behaves as the comment at its top says, through
+//! Every scenario in tests/data/cases behaves as the comment at its top says, through
 //! the `review` command's code path.
 use std::path::PathBuf;
 
-use kubevirt_net_webhook::review::{self, Output, ReviewArgs, Summary};
+use kubevirt_net_webhook::cmd::review::{self, Output, ReviewArgs, Summary};
 use serde_json::Value;
 
 fn case(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/testdata/cases"
-    ))
-    .join(name)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cases")).join(name)
 }
 
 struct Run {

@@ -1,4 +1,6 @@
 //! The `review` command as CI pipelines run it: exit codes, output formats, error messages.
+mod support;
+
 use std::{
     io::Write,
     process::{Command, Output, Stdio},
@@ -9,10 +11,7 @@ fn bin() -> Command {
 }
 
 fn case(name: &str) -> String {
-    format!(
-        "{}/../shared/testdata/cases/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    support::data("cases").join(name).display().to_string()
 }
 
 fn run(args: &[&str]) -> Output {
@@ -192,11 +191,11 @@ fn stdin_and_admission_review_input() {
         .find(|d| d.kind() == "VirtualMachine")
         .unwrap()
         .value;
-    let review = kubevirt_net_webhook::admission::request_for(
+    let review = support::fixtures::admission_review(
+        "admission.k8s.io/v1",
         "abc-123",
-        kubevirt_net_webhook::engine::Operation::Create,
-        "default",
-        vm,
+        "CREATE",
+        Some(vm),
         None,
         true,
     );

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use kubevirt_net_webhook::review::{self, Output, ReviewArgs};
+use kubevirt_net_webhook::cmd::review::{self, Output, ReviewArgs};
 use serde_json::{Value, json};
 use support::guest::{self, InputKind, OutputKind, Route};
 
@@ -28,11 +28,7 @@ fn reviewed(files: Vec<PathBuf>) -> Vec<Value> {
 }
 
 fn case(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/testdata/cases"
-    ))
-    .join(name)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cases")).join(name)
 }
 
 fn write_case(dir: &tempfile::TempDir, name: &str, docs: &[Value]) -> PathBuf {

@@ -3,13 +3,13 @@
 mod support;
 
 use kubevirt_net_webhook::{
-    config::Config,
-    engine::{self, Operation, Request},
+    admission::{self, Endpoint},
     inventory::Inventory,
-    nad::Nad,
+    model::nad::Nad,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use support::fixtures::{Ask, admission_review};
 
 const NS: &str = "prop";
 
@@ -173,18 +173,9 @@ fn vm() -> impl Strategy<Value = Value> {
         })
 }
 
-fn apply(object: &Value, operation: Operation, old: Option<&Value>, inv: &Inventory) -> Value {
-    let req = Request {
-        operation,
-        namespace: NS,
-        object,
-        old_object: old,
-    };
-    let m = engine::mutate(&req, inv, &Config::default()).expect("a decodable VM mutates");
-    let mut out = object.clone();
-    json_patch::patch(&mut out, &m.patch)
-        .unwrap_or_else(|e| panic!("patch {:?} does not apply: {e}", m.patch));
-    out
+/// The object `/mutate` makes of `object` (a CREATE, or an UPDATE from `old`).
+fn apply(object: &Value, old: Option<&Value>, inv: &Inventory) -> Value {
+    Ask::new(inv).mutate_update(object, old).1
 }
 
 proptest! {
@@ -194,19 +185,17 @@ proptest! {
     fn mutation_is_valid_idempotent_and_reapply_stable(input in vm()) {
         let inv = inventory();
         prop_assert!(support::schema::validate_vm(&input).is_ok(), "generator made an invalid VM: {:?}", support::schema::validate_vm(&input));
-        let once = apply(&input, Operation::Create, None, &inv);
+        let once = apply(&input, None, &inv);
         if let Err(errors) = support::schema::validate_vm(&once) {
             prop_assert!(false, "output fails the CRD schema: {errors:?}\n{once:#}");
         }
-        let req = Request { operation: Operation::Update, namespace: NS, object: &once, old_object: Some(&once) };
-        let again = engine::mutate(&req, &inv, &Config::default()).unwrap();
+        let (again, _) = Ask::new(&inv).mutate_update(&once, Some(&once));
         prop_assert!(again.patch.0.is_empty(), "second mutation is not empty: {:?}", again.patch);
         // `kubectl apply` of the original manifest: lists come back without what we added.
-        let reapplied = apply(&input, Operation::Update, Some(&once), &inv);
+        let reapplied = apply(&input, Some(&once), &inv);
         prop_assert_eq!(&reapplied, &once);
         // Validation never fails to decide.
-        let req = Request { operation: Operation::Create, namespace: NS, object: &once, old_object: None };
-        engine::validate(&req, &inv, &Config::default()).unwrap();
+        Ask::new(&inv).validate(&once);
     }
 
     #[test]
@@ -226,12 +215,20 @@ proptest! {
                 map.insert(key.to_string(), doc);
             }
         }
-        let req = Request { operation: Operation::Create, namespace: NS, object: &object, old_object: None };
-        if let Ok(m) = engine::mutate(&req, &inv, &Config::default()) {
-            let mut out = object.clone();
-            prop_assert!(json_patch::patch(&mut out, &m.patch).is_ok());
+        // The whole path: decode, decide, answer, as the server does for a body.
+        if let Value::Object(map) = &mut object {
+            map.insert("apiVersion".into(), json!("kubevirt.io/v1"));
+            map.insert("kind".into(), json!("VirtualMachine"));
         }
-        let _ = engine::validate(&req, &inv, &Config::default());
+        let body = admission_review("admission.k8s.io/v1", "prop-uid", "CREATE", Some(&object), None, false);
+        for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+            let answer = admission::parse(body.to_string().as_bytes())
+                .expect("an AdmissionReview with a uid is answered")
+                .answer(endpoint, &inv, &Default::default());
+            prop_assert_eq!(answer.uid(), "prop-uid");
+            let mut out = object.clone();
+            prop_assert!(json_patch::patch(&mut out, &answer.patch()).is_ok());
+        }
     }
 }
 

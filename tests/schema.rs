@@ -4,12 +4,12 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use kubevirt_net_webhook::review::{self, Output, ReviewArgs};
+use kubevirt_net_webhook::cmd::review::{self, Output, ReviewArgs};
 use serde_json::Value;
 
 fn shared(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata")
+        .join("tests/data")
         .join(dir)
 }
 

@@ -1,6 +1,6 @@
 //! The real server, in-process over TLS: answers, the bad-input catalog, probes, metrics,
 //! shutdown. Certificate rotation is in `server_rotation.rs`.
-mod common;
+mod support;
 
 use std::{
     path::{Path, PathBuf},
@@ -8,17 +8,36 @@ use std::{
 };
 
 use base64::Engine as _;
-use common::{CASES, Http, Running};
 use hyper::StatusCode;
 use kubevirt_net_webhook::{
-    admission::request_for,
-    engine::Operation,
+    cmd::review::{self, Output, ReviewArgs},
     manifests,
-    review::{self, Output, ReviewArgs},
     server::{ServeArgs, Server},
 };
 use serde_json::{Value, json};
+use support::server::{CASES, Http, Running};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// The AdmissionReview kube-apiserver sends for `vm` in `namespace`.
+fn request_for(
+    uid: &str,
+    operation: &str,
+    namespace: &str,
+    vm: &Value,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> Value {
+    let mut review = support::fixtures::admission_review(
+        "admission.k8s.io/v1",
+        uid,
+        operation,
+        Some(vm),
+        old,
+        dry_run,
+    );
+    review["request"]["namespace"] = json!(namespace);
+    review
+}
 
 fn case_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(CASES)
@@ -83,7 +102,7 @@ async fn answers_match_review_over_tls() {
         for (i, (vm, expected)) in vms.iter().zip(&expected).enumerate() {
             let ns = vm["metadata"]["namespace"].as_str().unwrap_or("default");
             let uid = format!("uid-{}-{i}", file.file_name().unwrap().to_string_lossy());
-            let request = request_for(&uid, Operation::Create, ns, vm, None, false);
+            let request = request_for(&uid, "CREATE", ns, vm, None, false);
             let (status, review) = http.post_json("/mutate", &request).await;
             assert_eq!(status, StatusCode::OK, "{review}");
             let response = &review["response"];
@@ -92,14 +111,14 @@ async fn answers_match_review_over_tls() {
             assert_eq!(&patch_of(response), expected, "{}", file.display());
 
             // Server-side dry run gets exactly the same answer.
-            let dry = request_for(&uid, Operation::Create, ns, vm, None, true);
+            let dry = request_for(&uid, "CREATE", ns, vm, None, true);
             assert_eq!(http.post_json("/mutate", &dry).await.1, review);
 
             // The mutated object is stable: mutating it again changes nothing.
             let mut mutated = vm.clone();
             let patch: json_patch::Patch = serde_json::from_value(expected.clone()).unwrap();
             json_patch::patch(&mut mutated, &patch).unwrap();
-            let again = request_for(&uid, Operation::Create, ns, &mutated, None, false);
+            let again = request_for(&uid, "CREATE", ns, &mutated, None, false);
             let (_, review2) = http.post_json("/mutate", &again).await;
             assert_eq!(
                 patch_of(&review2["response"]),
@@ -142,33 +161,30 @@ async fn other_kinds_pass_untouched_and_http2_works() {
         "uid": "pod-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
         "operation": "CREATE", "object": {"metadata": {"name": "p"}, "spec": {}}}});
 
-    let mut h2 = common::Http::tls(server.addr, server.ca.client_config(&[b"h2"])).await;
+    let mut h2 = support::server::Http::tls(server.addr, server.ca.client_config(&[b"h2"])).await;
     assert!(h2.is_h2(), "ALPN must negotiate h2");
     for path in ["/mutate", "/validate"] {
         let (status, review) = h2.post_json(path, &pod).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(review["response"], json!({"uid": "pod-1", "allowed": true}));
+        assert_eq!(
+            review["response"],
+            json!({"uid": "pod-1", "allowed": true, "status": {}})
+        );
     }
     // HTTP/2 carries VM reviews too, several on one connection.
     let vm = &vms_of(&PathBuf::from(CASES).join("macvlan-bridge-denied.yaml"))[0];
     for i in 0..3 {
-        let req = request_for(
-            &format!("h2-{i}"),
-            Operation::Create,
-            "default",
-            vm,
-            None,
-            false,
-        );
+        let req = request_for(&format!("h2-{i}"), "CREATE", "default", vm, None, false);
         let (status, review) = h2.post_json("/validate", &req).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(review["response"]["allowed"], json!(false));
         assert_eq!(review["response"]["uid"], json!(format!("h2-{i}")));
     }
     // A client offering both gets h2; one offering only HTTP/1.1 gets that.
-    let both = common::tls_connect(server.addr, server.ca.client_config(&[b"h2", b"http/1.1"]))
-        .await
-        .unwrap();
+    let both =
+        support::server::tls_connect(server.addr, server.ca.client_config(&[b"h2", b"http/1.1"]))
+            .await
+            .unwrap();
     assert_eq!(both.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     assert!(!server.http().await.is_h2());
 }
@@ -199,14 +215,7 @@ async fn bad_input_catalog() {
         "metadata": {"name": "b", "namespace": "default"},
         "spec": {"template": {"spec": {"networks": "not-a-list"}}}});
     for path in ["/mutate", "/validate"] {
-        let req = request_for(
-            "broken-1",
-            Operation::Create,
-            "default",
-            &broken,
-            None,
-            false,
-        );
+        let req = request_for("broken-1", "CREATE", "default", &broken, None, false);
         let (status, review) = http.post_json(path, &req).await;
         assert_eq!(status, StatusCode::OK, "{review}");
         assert_eq!(review["response"]["uid"], json!("broken-1"));
@@ -248,7 +257,7 @@ async fn bad_input_catalog() {
     server.assert_healthy().await;
 
     // Half a request's headers, then silence: closed by the header read timeout.
-    let mut slow = common::tls_connect(server.addr, server.client_config())
+    let mut slow = support::server::tls_connect(server.addr, server.client_config())
         .await
         .unwrap();
     slow.write_all(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Len")
@@ -256,7 +265,7 @@ async fn bad_input_catalog() {
         .unwrap();
     assert_closed_within(&mut slow, Duration::from_secs(10)).await;
     // Headers, then half the body: 408 (or closed) by the request timeout.
-    let mut slow = common::tls_connect(server.addr, server.client_config())
+    let mut slow = support::server::tls_connect(server.addr, server.client_config())
         .await
         .unwrap();
     slow.write_all(
@@ -326,7 +335,7 @@ async fn probes_metrics_and_shutdown() {
     let vm = &vms_of(&PathBuf::from(CASES).join("seed-wukong-static-ip.yaml"))[0];
     let mut http = server.http().await;
     for dry_run in [false, true] {
-        let req = request_for("m-1", Operation::Create, "default", vm, None, dry_run);
+        let req = request_for("m-1", "CREATE", "default", vm, None, dry_run);
         assert_eq!(http.post_json("/mutate", &req).await.0, StatusCode::OK);
     }
     let metrics = admin.get("/metrics").await.1;
@@ -359,7 +368,7 @@ async fn probes_metrics_and_shutdown() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
-    let req = request_for("late", Operation::Create, "default", vm, None, false);
+    let req = request_for("late", "CREATE", "default", vm, None, false);
     let (status, review) = http.post_json("/mutate", &req).await;
     assert_eq!(
         (status, &review["response"]["uid"]),
@@ -413,7 +422,7 @@ async fn not_ready_without_a_certificate_until_one_appears() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert!(
-        common::tls_connect(server.addr, server.client_config())
+        support::server::tls_connect(server.addr, server.client_config())
             .await
             .is_err(),
         "no certificate, no handshake"
@@ -430,7 +439,7 @@ async fn not_ready_without_a_certificate_until_one_appears() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready, StatusCode::OK);
-    let presented = common::peer_certificate(server.addr, server.client_config())
+    let presented = support::server::peer_certificate(server.addr, server.client_config())
         .await
         .unwrap();
     assert_eq!(presented, leaf.der);
@@ -440,9 +449,9 @@ async fn not_ready_without_a_certificate_until_one_appears() {
 async fn shutdown_finishes_a_request_in_flight() {
     let mut server = Running::start(|_, _, _| {}).await;
     let vm = &vms_of(&PathBuf::from(CASES).join("seed-wukong-static-ip.yaml"))[0];
-    let body = request_for("in-flight", Operation::Create, "default", vm, None, false).to_string();
+    let body = request_for("in-flight", "CREATE", "default", vm, None, false).to_string();
     let (head, tail) = body.as_bytes().split_at(body.len() / 2);
-    let mut stream = common::tls_connect(server.addr, server.client_config())
+    let mut stream = support::server::tls_connect(server.addr, server.client_config())
         .await
         .unwrap();
     let headers = format!(

@@ -1,6 +1,6 @@
 //! Certificate rotation as kubelet does it for Secret volumes: timestamped directories, a
 //! `..data` symlink swapped atomically, and `tls.crt`/`tls.key` linking through `..data`.
-mod common;
+mod support;
 
 use std::{
     os::unix::fs::symlink,
@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Leaf, Running};
 use rustls::pki_types::CertificateDer;
+use support::server::{Leaf, Running};
 
 /// Writes a new timestamped directory and points `..data` at it with an atomic rename.
 fn publish(dir: &Path, stamp: &str, cert_pem: &str, key_pem: &str) {
@@ -36,7 +36,8 @@ async fn presented_within(
 ) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Ok(der) = common::peer_certificate(server.addr, server.client_config()).await
+        if let Ok(der) =
+            support::server::peer_certificate(server.addr, server.client_config()).await
             && der == *expected
         {
             return true;
@@ -70,7 +71,7 @@ async fn rotate_and_check(poll: Duration) {
     let secret = server.dir.path().join("secret");
     let first = first.into_inner().unwrap();
     assert_eq!(
-        common::peer_certificate(server.addr, server.client_config())
+        support::server::peer_certificate(server.addr, server.client_config())
             .await
             .unwrap(),
         first
@@ -98,7 +99,7 @@ async fn rotate_and_check(poll: Duration) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        common::peer_certificate(server.addr, server.client_config())
+        support::server::peer_certificate(server.addr, server.client_config())
             .await
             .unwrap(),
         last.der

@@ -10,7 +10,7 @@ use support::schema::{self, validate_vm, yaml_documents};
 
 fn testdata(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata")
+        .join("tests/data")
         .join(sub)
 }
 

@@ -4,10 +4,10 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 
-use super::{Ctx, Verdict};
-use crate::{
+use super::{Ctx, Verdict, names::list};
+use crate::model::{
     annotations::{self, AddressRequest, GuestRoute, NetworkDataMode},
-    nad::Nad,
+    nad::{Nad, NadRef},
     vm::Network,
 };
 
@@ -24,7 +24,7 @@ pub struct StaticConfig {
 /// The annotation's requests, or the user-facing reason it cannot be read.
 pub(super) fn annotation_requests(
     ctx: &Ctx<'_>,
-) -> Result<BTreeMap<String, AddressRequest>, String> {
+) -> annotations::Result<BTreeMap<String, AddressRequest>> {
     match ctx.vm.annotation(annotations::NETWORKS) {
         None => Ok(BTreeMap::new()),
         Some(text) => annotations::parse_networks(text),
@@ -101,26 +101,56 @@ fn is_host_address(addr: &IpNet) -> bool {
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     if let Err(e) = NetworkDataMode::parse(ctx.vm.annotation(annotations::NETWORK_DATA)) {
-        verdict.denials.push(e);
+        verdict.denials.push(e.to_string());
     }
     let requests = match annotation_requests(ctx) {
         Ok(r) => r,
         Err(e) => {
-            verdict.denials.push(e);
+            verdict.denials.push(e.to_string());
             BTreeMap::new()
         }
     };
     let at = |net: &str| format!("annotation {}, network {net:?}", annotations::NETWORKS);
+    let networks: std::collections::HashMap<&str, &Network> = ctx
+        .vm
+        .networks()
+        .iter()
+        .map(|n| (n.name.as_str(), n))
+        .collect();
+    // Named once, however many keys name no network: a message must not grow with the
+    // product of two lists.
+    let unknown: Vec<&String> = requests
+        .keys()
+        .filter(|k| !networks.contains_key(k.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        let known = ctx.vm.networks();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known
+                .iter()
+                .take(20)
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+                + if known.len() > 20 { ", ..." } else { "" }
+        };
+        let (at, what) = match unknown.as_slice() {
+            [one] => (at(one), "of that name".to_string()),
+            many => (
+                format!("annotation {}", annotations::NETWORKS),
+                format!("named {}", list(many.iter())),
+            ),
+        };
+        verdict.denials.push(format!(
+            "{at}: the VM has no network {what} (its networks: {known}); use the names in {}",
+            ctx.vm.networks_field()
+        ));
+    }
     for name in requests.keys() {
-        match ctx.vm.network(name) {
-            None => {
-                let known: Vec<&str> = ctx.vm.networks().iter().map(|n| n.name.as_str()).collect();
-                verdict.denials.push(format!(
-                    "{}: the VM has no network of that name (its networks: {}); use the names in spec.template.spec.networks",
-                    at(name),
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                ));
-            }
+        match networks.get(name.as_str()) {
+            None => {}
             Some(n) if n.multus.is_none() => verdict.denials.push(format!(
                 "{}: addresses can only be requested for Multus networks; the pod network's address comes from the cluster",
                 at(name)
@@ -128,12 +158,12 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             Some(_) => {}
         }
     }
-    let mut mine: Vec<(IpAddr, &str)> = Vec::new();
+    let mut mine = std::collections::HashMap::new();
     for net in ctx.vm.networks() {
-        let Some((ns, nad_name)) = net.nad_ref(ctx.namespace) else {
+        let Some(NadRef { namespace, name }) = net.nad_ref(ctx.namespace) else {
             continue;
         };
-        let nad = ctx.inventory.nad(ns, nad_name);
+        let nad = ctx.inventory.nad(namespace, name);
         let request = requests.get(&net.name);
         let Some(config) = resolve(request, nad) else {
             continue;
@@ -161,10 +191,12 @@ fn check_network<'n>(
     request: Option<&AddressRequest>,
     config: &StaticConfig,
     from_annotation: bool,
-    mine: &mut Vec<(IpAddr, &'n str)>,
+    mine: &mut std::collections::HashMap<IpAddr, &'n str>,
 ) {
-    let (ns, nad_name) = net.nad_ref(ctx.namespace).expect("Multus network");
-    let nad_key = format!("{ns}/{nad_name}");
+    let Some(nad_ref) = net.nad_ref(ctx.namespace) else {
+        return;
+    };
+    let nad_key = nad_ref.to_string();
     let at = if from_annotation {
         format!(
             "annotation {}, network {:?}",
@@ -203,12 +235,13 @@ fn check_network<'n>(
                 Some(_) => {}
             }
         }
-        if let Some((_, other)) = mine.iter().find(|(m, _)| *m == ip) {
+        if let Some(other) = mine.get(&ip) {
             verdict.denials.push(format!(
                 "{at}: {ip} is also requested for network {other:?} of this VM; every NIC needs its own address"
             ));
+        } else {
+            mine.insert(ip, &net.name);
         }
-        mine.push((ip, &net.name));
         let me = ctx.me();
         // A VM on a NAD that pins this address, and requests no other, takes it too.
         let pinned_here = nad

@@ -1,13 +1,21 @@
 //! Binding/CNI compatibility and NAD existence (SPEC §2.2).
+use std::collections::HashMap;
+
 use super::{Ctx, Verdict};
-use crate::{
-    config::MissingNad,
-    vm::{Binding, INTERFACES_FIELD},
-};
+use crate::model::{config::MissingNad, nad::NadRef, vm::Binding};
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+    // Interfaces by name, so that each network finds its own in one lookup.
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
+        by_name.entry(iface.name.as_str()).or_default().push(i);
+    }
     for net in ctx.vm.networks() {
-        let Some((ns, name)) = net.nad_ref(ctx.namespace) else {
+        let Some(NadRef {
+            namespace: ns,
+            name,
+        }) = net.nad_ref(ctx.namespace)
+        else {
             continue;
         };
         let Some(nad) = ctx.inventory.nad(ns, name) else {
@@ -32,11 +40,13 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             continue;
         };
         let incompatible = ctx.config.incompatible_bridge_cnis.iter().any(|t| t == cni);
-        for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
-            if iface.name == net.name && iface.binding() == Binding::Bridge && incompatible {
+        for &i in by_name.get(net.name.as_str()).into_iter().flatten() {
+            let iface = &ctx.vm.interfaces()[i];
+            if iface.binding() == Binding::Bridge && incompatible {
                 verdict.denials.push(format!(
-                    "interface {:?} ({INTERFACES_FIELD}[{i}]) uses the bridge binding on NetworkAttachmentDefinition {ns}/{name}, whose CNI type is {cni:?}: the bridge binding moves the pod interface's MAC into the guest, and {cni} needs the pod interface to keep it, so the VM would get no traffic. Use a bridge- or OVS-CNI NAD with the bridge binding, or the macvtap binding plugin (binding: {{name: macvtap}}) with a macvtap NAD, or SR-IOV (sriov: {{}}) with an SR-IOV NAD",
-                    iface.name
+                    "interface {:?} ({}[{i}]) uses the bridge binding on NetworkAttachmentDefinition {ns}/{name}, whose CNI type is {cni:?}: the bridge binding moves the pod interface's MAC into the guest, and {cni} needs the pod interface to keep it, so the VM would get no traffic. Use a bridge- or OVS-CNI NAD with the bridge binding, or the macvtap binding plugin (binding: {{name: macvtap}}) with a macvtap NAD, or SR-IOV (sriov: {{}}) with an SR-IOV NAD",
+                    iface.name,
+                    ctx.vm.interfaces_field()
                 ));
             }
         }

@@ -9,10 +9,12 @@ use super::{
     Ctx, Ops, Verdict,
     addresses::{self, StaticConfig},
     guest_names::guest_names,
+    patch::pointer,
 };
-use crate::{
+use crate::model::{
     annotations::{self, NetworkDataMode},
-    vm::{CloudInitKind, DISKS, VOLUMES, VOLUMES_FIELD},
+    nad::NadRef,
+    vm::{CloudInitKind, DISKS, VOLUMES},
 };
 
 /// First line of netplan config the webhook wrote: it may rewrite such config, never the user's.
@@ -213,11 +215,17 @@ fn nics(
     ctx: &Ctx<'_>,
     requests: &std::collections::BTreeMap<String, annotations::AddressRequest>,
 ) -> (Vec<Nic>, Vec<String>) {
+    let networks: std::collections::HashMap<&str, &crate::model::vm::Network> = ctx
+        .vm
+        .networks()
+        .iter()
+        .map(|n| (n.name.as_str(), n))
+        .collect();
     let paired: Vec<_> = ctx
         .vm
         .interfaces()
         .iter()
-        .filter_map(|i| ctx.vm.network(&i.name).map(|n| (i, n)))
+        .filter_map(|i| networks.get(i.name.as_str()).map(|n| (i, *n)))
         .collect();
     let names = guest_names(paired.iter().map(|(i, _)| i.name.as_str()));
     let mut missing = Vec::new();
@@ -231,8 +239,11 @@ fn nics(
             };
             let config = match net.nad_ref(ctx.namespace) {
                 None => NicConfig::Pod,
-                Some((ns, name)) => {
-                    match addresses::resolve(requests.get(&net.name), ctx.inventory.nad(ns, name)) {
+                Some(NadRef { namespace, name }) => {
+                    match addresses::resolve(
+                        requests.get(&net.name),
+                        ctx.inventory.nad(namespace, name),
+                    ) {
                         Some(c) => NicConfig::Static(c),
                         None => NicConfig::Dhcp,
                     }
@@ -324,10 +335,11 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
     planned(requested, nics, Plan::Write { target, data })
 }
 
-/// Appends `item` to the list at `path`, creating the list (and missing parents) if needed.
+/// Appends `item` to the list at `path` (one of the engine's own pointers, so no token needs
+/// escaping), creating the list (and missing parents) if needed.
 fn push_to_list(ops: &mut Ops, raw: &Value, path: &str, item: Value) {
     if raw.pointer(path).is_some_and(Value::is_array) {
-        ops.add(format!("{path}/-"), item);
+        ops.add(pointer(path, ["-"]), item);
         return;
     }
     // Walk up to the deepest existing object and add the nested rest in one operation.
@@ -340,7 +352,7 @@ fn push_to_list(ops: &mut Ops, raw: &Value, path: &str, item: Value) {
         value = json!({ key: value });
         at = parent.to_string();
     }
-    ops.add(at, value);
+    ops.add(pointer(&at, []), value);
 }
 
 fn free_name(taken: &[&str]) -> String {
@@ -386,31 +398,34 @@ pub(super) fn write(ctx: &Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String>) {
             if current.as_deref() == Some(data.as_str()) {
                 return;
             }
-            let base = format!("{VOLUMES}/{index}/{}", kind.field());
-            ops.add(format!("{base}/networkData"), Value::String(data));
+            let base = ctx.vm.spec_pointer(VOLUMES);
+            let index = index.to_string();
+            let at = |field| pointer(&base, [index.as_str(), kind.field(), field]);
+            ops.add(at("networkData"), Value::String(data));
             if !has_user_data {
                 // cloud-init ignores network config from a datasource without user-data.
-                ops.add(format!("{base}/userData"), Value::String(USER_DATA.into()));
+                ops.add(at("userData"), Value::String(USER_DATA.into()));
             }
             warnings.push(format!(
-                "wrote cloud-init network config to {VOLUMES_FIELD}[{index}].{}.networkData, matching NICs by MAC: {}",
+                "wrote cloud-init network config to {}[{index}].{}.networkData, matching NICs by MAC: {}",
+                ctx.vm.volumes_field(),
                 kind.field(),
                 macs()
             ));
         }
         Plan::Write { target: Target::New, data } => {
-            let spec = &ctx.vm.spec.template.spec;
+            let spec = &ctx.vm.spec;
             let disks = spec.domain.devices.disks.as_deref().unwrap_or_default();
             let mut taken: Vec<&str> = spec.volumes.iter().map(|v| v.name.as_str()).collect();
             let name = free_name(&taken);
             taken.push(&name);
-            push_to_list(ops, ctx.raw, VOLUMES, json!({
+            push_to_list(ops, ctx.raw, &ctx.vm.spec_pointer(VOLUMES), json!({
                 "name": name,
                 "cloudInitNoCloud": {"userData": USER_DATA, "networkData": data},
             }));
             // A disk already named like the volume (declared without one) serves it.
             if !disks.iter().any(|d| d.name == name) {
-                push_to_list(ops, ctx.raw, DISKS, json!({"name": name, "disk": {"bus": "virtio"}}));
+                push_to_list(ops, ctx.raw, &ctx.vm.spec_pointer(DISKS), json!({"name": name, "disk": {"bus": "virtio"}}));
             }
             warnings.push(format!(
                 "added cloudInitNoCloud volume {name:?} and its disk with network config matching NICs by MAC: {}",
@@ -421,7 +436,7 @@ pub(super) fn write(ctx: &Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String>) {
 }
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
-    if ctx.vm.annotation(annotations::MUTATE).map(str::trim) == Some("false") {
+    if ctx.mutation_disabled() {
         return;
     }
     let Planned {
@@ -429,7 +444,8 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     } = plan(ctx);
     if let (true, Plan::TooLarge { bytes }) = (requested, plan) {
         verdict.denials.push(format!(
-            "the requested addresses need {bytes} bytes of cloud-init network config and KubeVirt allows {INLINE_LIMIT} inline: put the network config in a Secret (networkDataSecretRef in {VOLUMES_FIELD}) yourself, or request fewer settings"
+            "the requested addresses need {bytes} bytes of cloud-init network config and KubeVirt allows {INLINE_LIMIT} inline: put the network config in a Secret (networkDataSecretRef in {}) yourself, or request fewer settings",
+            ctx.vm.volumes_field()
         ));
     }
 }

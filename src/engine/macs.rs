@@ -1,21 +1,23 @@
 //! Deterministic MAC addresses (SPEC §2.3).
 use serde_json::Value;
 
-use super::{Ctx, Ops, Verdict};
-use crate::{
+use std::collections::{HashMap, HashSet};
+
+use super::{Ctx, Ops, Verdict, patch::pointer};
+use crate::model::{
     mac::{self, Mac},
-    vm::{INTERFACES, INTERFACES_FIELD, VirtualMachine},
+    vm::{INTERFACES, Vm},
 };
 
 /// Gives every MAC-carrying interface without `macAddress` one: its old one on UPDATE, else the
 /// derived one that no other VM on the same NAD (and no other NIC of this VM) uses.
 pub(super) fn assign(
     ctx: &mut Ctx<'_>,
-    old: Option<&VirtualMachine>,
+    old: Option<&Vm>,
     ops: &mut Ops,
     warnings: &mut Vec<String>,
 ) {
-    let mut used: Vec<Mac> = ctx
+    let mut used: HashSet<Mac> = ctx
         .vm
         .interfaces()
         .iter()
@@ -23,6 +25,15 @@ pub(super) fn assign(
         .collect();
     let mut assigned = Vec::new();
     let mut anonymous = Vec::new();
+    let old_macs: HashMap<&str, &str> = old
+        .map(|o| {
+            o.interfaces()
+                .iter()
+                .filter_map(|oi| Some((oi.name.as_str(), oi.mac_address.as_deref()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let base = ctx.vm.spec_pointer(INTERFACES);
     for i in 0..ctx.vm.interfaces().len() {
         let iface = &ctx.vm.interfaces()[i];
         if iface.mac_address.is_some()
@@ -31,13 +42,11 @@ pub(super) fn assign(
         {
             continue;
         }
-        let kept = old
-            .and_then(|o| o.interfaces().iter().find(|oi| oi.name == iface.name))
-            .and_then(|oi| oi.mac_address.clone());
-        let mac = match (kept, ctx.vm.metadata.name.as_deref()) {
+        let kept = old_macs.get(iface.name.as_str()).map(|m| m.to_string());
+        let mac = match (kept, ctx.vm.name.as_deref()) {
             (Some(kept), _) => kept,
             (None, Some(vm_name)) => {
-                let nad = ctx.nad_of(&iface.name).map(|(ns, n)| format!("{ns}/{n}"));
+                let nad = ctx.nad_of(&iface.name).map(|r| r.to_string());
                 let me = ctx.me();
                 mac::derive_free(
                     &ctx.config.mac_prefix,
@@ -60,14 +69,14 @@ pub(super) fn assign(
             }
         };
         if let Some(m) = Mac::parse(&mac) {
-            used.push(m);
+            used.insert(m);
         }
         assigned.push(format!("{}={mac}", iface.name));
         ops.add(
-            format!("{INTERFACES}/{i}/macAddress"),
+            pointer(&base, [i.to_string().as_str(), "macAddress"]),
             Value::String(mac.clone()),
         );
-        ctx.vm.spec.template.spec.domain.devices.interfaces[i].mac_address = Some(mac);
+        ctx.vm.spec.domain.devices.interfaces[i].mac_address = Some(mac);
     }
     if !assigned.is_empty() {
         warnings.push(format!(
@@ -85,15 +94,13 @@ pub(super) fn assign(
 
 /// Denies malformed, multicast, all-zero and reserved MACs, and MACs used twice.
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
-    let mut seen: Vec<(Mac, &str)> = Vec::new();
+    let mut seen: HashMap<Mac, &str> = HashMap::new();
+    let field = ctx.vm.interfaces_field();
     for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
         let Some(text) = iface.mac_address.as_deref() else {
             continue;
         };
-        let at = format!(
-            "interface {:?} ({INTERFACES_FIELD}[{i}].macAddress)",
-            iface.name
-        );
+        let at = format!("interface {:?} ({field}[{i}].macAddress)", iface.name);
         let Some(mac) = Mac::parse(text) else {
             verdict.denials.push(format!(
                 "{at}: {text:?} is not a MAC address; write six hex bytes like 02:1a:2b:3c:4d:5e, or remove it to get a stable generated one"
@@ -106,14 +113,15 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             ));
             continue;
         }
-        if let Some((_, other)) = seen.iter().find(|(m, _)| *m == mac) {
+        if let Some(other) = seen.get(&mac) {
             verdict.denials.push(format!(
                 "{at}: {mac} is also the MAC of interface {other:?}; every NIC needs its own"
             ));
+        } else {
+            seen.insert(mac, &iface.name);
         }
-        seen.push((mac, &iface.name));
-        if let Some((ns, name)) = ctx.nad_of(&iface.name) {
-            let nad = format!("{ns}/{name}");
+        if let Some(nad) = ctx.nad_of(&iface.name) {
+            let nad = nad.to_string();
             if let Some(other) = ctx.inventory.mac_user(&nad, mac, ctx.me()) {
                 verdict.denials.push(format!(
                     "{at}: {mac} is already used by {} on NetworkAttachmentDefinition {nad}; two NICs with one MAC on one network break both. Pick another or remove macAddress to get a generated one",

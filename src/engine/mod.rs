@@ -1,15 +1,28 @@
-//! The whole decision, with no IO: given a VirtualMachine, the cluster's NADs and other VMs
-//! ([`Inventory`]) and the [`Config`], what patch, which warnings, which denials.
+//! The whole decision, with no IO: given a guest (any kind of SPEC §2.8), the cluster's NADs
+//! and other VMs ([`Inventory`]) and the [`Config`], what patch, which warnings, which denials.
 //!
-//! [`mutate`] repairs what can be repaired (SPEC §2.1, §2.3, §2.4); [`validate`] denies what
-//! is still wrong (SPEC §2.1, §2.2, §2.3, §2.5). Each rule lives in its own module.
-use serde_json::{Value, json};
+//! [`mutate`] repairs what can be repaired; [`validate`] denies what is still wrong. Each rule
+//! lives in its own module, named as in SPEC:
+//!
+//! | SPEC | module | mutate | validate |
+//! |---|---|---|---|
+//! | §2.1 name reconciliation | [`names`] | renames, drops the redundant Multus annotation | unpaired and duplicate names |
+//! | §2.2 binding/CNI compatibility | [`binding`] | | bridge on macvlan/ipvlan, missing NADs |
+//! | §2.3 deterministic MACs | [`macs`] | MACs | bad and conflicting MACs |
+//! | §2.4 cloud-init network config | [`cloudinit`], [`guest_names`] | network config | oversized config |
+//! | §2.5 requested addresses | [`addresses`] | (read by cloudinit) | bad and conflicting addresses |
+use kube::core::{DynamicObject, admission::Operation};
+use serde_json::Value;
 
 use crate::{
-    annotations,
-    config::Config,
     inventory::{Inventory, VmName},
-    vm::{self, VirtualMachine},
+    model::{
+        annotations,
+        config::Config,
+        kinds::Kind,
+        nad::NadRef,
+        vm::{self, Vm},
+    },
 };
 
 mod addresses;
@@ -18,33 +31,33 @@ pub mod cloudinit;
 pub mod guest_names;
 mod macs;
 mod names;
+pub mod patch;
+
+use patch::Ops;
 
 /// Errors that stop the engine from deciding at all.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The object is not a VirtualMachine the engine can read.
-    #[error("cannot decode the VirtualMachine: {0}")]
-    Decode(#[from] vm::Error),
+    /// The object is not a guest the engine can read.
+    #[error("cannot decode the {kind}: {source}")]
+    Decode {
+        kind: &'static str,
+        source: vm::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The admission operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Create,
-    Update,
-}
-
-/// One admission question.
+/// One admission question: a CREATE or UPDATE of one of our kinds.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    pub operation: Operation,
-    /// The namespace the VM lives in (the request's, or the object's, or `default`).
+    pub kind: Kind,
+    pub operation: &'a Operation,
+    /// The namespace the object lives in (see [`crate::model::kinds::namespace`]).
     pub namespace: &'a str,
-    pub object: &'a Value,
+    pub object: &'a DynamicObject,
     /// The stored object, on UPDATE.
-    pub old_object: Option<&'a Value>,
+    pub old_object: Option<&'a DynamicObject>,
 }
 
 /// What `/mutate` answers.
@@ -74,8 +87,9 @@ impl Verdict {
 
 /// The facts every rule reads.
 struct Ctx<'a> {
-    vm: VirtualMachine,
-    /// The object as sent, for patch paths that depend on which fields are present.
+    vm: Vm,
+    /// The object as sent (without `metadata`), for patch paths that depend on which fields
+    /// are present.
     raw: &'a Value,
     namespace: &'a str,
     inventory: &'a Inventory,
@@ -85,8 +99,11 @@ struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     fn new(req: &Request<'a>, inventory: &'a Inventory, config: &'a Config) -> Result<Self> {
         Ok(Self {
-            vm: VirtualMachine::from_value(req.object)?,
-            raw: req.object,
+            vm: Vm::from_object(req.kind, req.object).map_err(|source| Error::Decode {
+                kind: req.kind.name(),
+                source,
+            })?,
+            raw: &req.object.data,
             namespace: req.namespace,
             inventory,
             config,
@@ -96,11 +113,11 @@ impl<'a> Ctx<'a> {
     fn me(&self) -> VmName<'_> {
         VmName {
             namespace: self.namespace,
-            name: self.vm.metadata.name.as_deref().unwrap_or(""),
+            name: self.vm.name.as_deref().unwrap_or(""),
         }
     }
 
-    /// Describes another VM without revealing anything across namespaces (SPEC §2.5).
+    /// Describes another VM without revealing anything across namespaces (SPEC §2.7).
     fn describe_other(&self, other: VmName<'_>) -> String {
         if other.namespace == self.namespace {
             format!("VM {:?} in this namespace", other.name)
@@ -109,44 +126,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The NAD `(namespace, name)` of the VM network `network`, if it is a Multus network.
-    fn nad_of(&self, network: &str) -> Option<(&str, &str)> {
+    /// The NAD of the VM network `network`, if it is a Multus network.
+    fn nad_of(&self, network: &str) -> Option<NadRef<'_>> {
         self.vm.network(network)?.nad_ref(self.namespace)
     }
-}
 
-/// JSON Patch operations, collected as values and checked into a [`json_patch::Patch`] once.
-#[derive(Debug, Default)]
-struct Ops(Vec<Value>);
-
-impl Ops {
-    fn add(&mut self, path: String, value: Value) {
-        self.0
-            .push(json!({"op": "add", "path": path, "value": value}));
-    }
-
-    fn replace(&mut self, path: String, value: Value) {
-        self.0
-            .push(json!({"op": "replace", "path": path, "value": value}));
-    }
-
-    fn remove(&mut self, path: String) {
-        self.0.push(json!({"op": "remove", "path": path}));
-    }
-
-    fn into_patch(self) -> json_patch::Patch {
-        serde_json::from_value(Value::Array(self.0)).expect("ops are well-formed JSON Patch")
+    /// Whether the user opted this guest out of mutation (SPEC §2.6).
+    fn mutation_disabled(&self) -> bool {
+        self.vm.annotation(annotations::MUTATE).map(str::trim) == Some("false")
     }
 }
 
 /// `/mutate`: renames, MACs, cloud-init network config. Never denies.
+///
+/// The rules run in this order, each seeing what the previous ones changed: names first (the
+/// others pair interfaces with networks by name), then MACs (the network config matches them),
+/// then the network config.
 pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Mutation> {
     let mut ctx = Ctx::new(req, inventory, config)?;
-    if ctx.vm.annotation(annotations::MUTATE).map(str::trim) == Some("false") {
+    if ctx.mutation_disabled() {
         return Ok(Mutation::default());
     }
     let old = match (req.operation, req.old_object) {
-        (Operation::Update, Some(old)) => VirtualMachine::from_value(old).ok(),
+        (Operation::Update, Some(old)) => Vm::from_object(req.kind, old).ok(),
         _ => None,
     };
     let mut ops = Ops::default();

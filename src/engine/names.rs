@@ -1,69 +1,96 @@
 //! Interface/network name reconciliation (SPEC §2.1).
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::{Ctx, Ops, Verdict};
-use crate::{
-    annotations,
-    vm::{INTERFACES, INTERFACES_FIELD, NETWORKS_FIELD, pointer_token, split_nad_ref},
-};
+use super::{Ctx, Ops, Verdict, patch::pointer};
+use crate::model::{annotations, kinds::Layout, nad::NadRef, vm::INTERFACES};
 
-/// Interfaces (by index) and networks (by name) that have no partner of the same name.
-fn unpaired(ctx: &Ctx<'_>) -> (Vec<usize>, Vec<String>) {
+/// At most this many names are listed in one message; the rest are counted.
+const LISTED: usize = 20;
+
+/// `"a", "b" and 3 more`: bounded, whatever the VM holds.
+pub(super) fn list<S: std::fmt::Debug>(items: impl ExactSizeIterator<Item = S>) -> String {
+    let total = items.len();
+    let mut shown: Vec<String> = items.take(LISTED).map(|i| format!("{i:?}")).collect();
+    if total > LISTED {
+        shown.push(format!("and {} more", total - LISTED));
+    }
+    shown.join(", ")
+}
+
+/// Interfaces (by index) and networks (by index) that have no partner of the same name.
+fn unpaired(ctx: &Ctx<'_>) -> (Vec<usize>, Vec<usize>) {
     let ifaces = ctx.vm.interfaces();
     let nets = ctx.vm.networks();
+    let net_names: HashSet<&str> = nets.iter().map(|n| n.name.as_str()).collect();
+    let iface_names: HashSet<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
     let lonely_ifaces = (0..ifaces.len())
-        .filter(|&i| !nets.iter().any(|n| n.name == ifaces[i].name))
+        .filter(|&i| !net_names.contains(ifaces[i].name.as_str()))
         .collect();
-    let lonely_nets = nets
-        .iter()
-        .filter(|n| !ifaces.iter().any(|i| i.name == n.name))
-        .map(|n| n.name.clone())
+    let lonely_nets = (0..nets.len())
+        .filter(|&n| !iface_names.contains(nets[n].name.as_str()))
         .collect();
     (lonely_ifaces, lonely_nets)
 }
 
 /// Renames unpaired interfaces to their network: by NAD name, then the last one left.
 pub(super) fn reconcile(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String>) {
-    let (mut lonely_ifaces, mut lonely_nets) = unpaired(ctx);
-    let mut renames: Vec<(usize, String)> = Vec::new();
-    // Rule 2: the interface is named after the NAD of exactly one unpaired network.
+    let (mut lonely_ifaces, lonely_nets) = unpaired(ctx);
+    let nets = ctx.vm.networks();
+    // Rule 2: the interface is named after the NAD (`name` or `namespace/name`) of exactly one
+    // unpaired network. Indexed by both spellings, so each interface is one lookup.
+    let mut by_nad: HashMap<&str, Vec<usize>> = HashMap::new();
+    for &n in &lonely_nets {
+        if let Some(m) = &nets[n].multus {
+            let full = m.network_name.as_str();
+            let short = NadRef::resolve(full, "").name;
+            by_nad.entry(full).or_default().push(n);
+            if short != full {
+                by_nad.entry(short).or_default().push(n);
+            }
+        }
+    }
+    let mut taken: HashSet<usize> = HashSet::new();
+    let mut renames: Vec<(usize, usize)> = Vec::new();
     lonely_ifaces.retain(|&i| {
-        let iface = &ctx.vm.interfaces()[i].name;
-        let matches: Vec<&String> = lonely_nets
-            .iter()
-            .filter(|n| {
-                ctx.vm
-                    .network(n)
-                    .and_then(|n| n.multus.as_ref())
-                    .is_some_and(|m| {
-                        m.network_name == *iface || split_nad_ref(&m.network_name, "").1 == iface
-                    })
-            })
-            .collect();
-        match matches.as_slice() {
-            [net] => {
-                let net = (*net).clone();
-                lonely_nets.retain(|n| *n != net);
-                renames.push((i, net));
+        let iface = ctx.vm.interfaces()[i].name.as_str();
+        let mut matches = by_nad
+            .get(iface)
+            .into_iter()
+            .flatten()
+            .filter(|n| !taken.contains(n));
+        match (matches.next(), matches.next()) {
+            (Some(&n), None) => {
+                taken.insert(n);
+                renames.push((i, n));
                 false
             }
             _ => true,
         }
     });
     // Rule 3: one of each left over can only belong together.
-    if let ([i], [net]) = (lonely_ifaces.as_slice(), lonely_nets.as_slice()) {
-        renames.push((*i, net.clone()));
+    let left: Vec<usize> = lonely_nets
+        .into_iter()
+        .filter(|n| !taken.contains(n))
+        .collect();
+    if let ([i], [n]) = (lonely_ifaces.as_slice(), left.as_slice()) {
+        renames.push((*i, *n));
     }
-    for (i, network) in renames {
-        let iface = &mut ctx.vm.spec.template.spec.domain.devices.interfaces[i];
+    let field = ctx.vm.interfaces_field();
+    let base = ctx.vm.spec_pointer(INTERFACES);
+    for (i, n) in renames {
+        let network = ctx.vm.networks()[n].name.clone();
+        let iface = &mut ctx.vm.spec.domain.devices.interfaces[i];
         warnings.push(format!(
-            "renamed interface {:?} to {network:?} to match its network ({INTERFACES_FIELD}[{i}].name)",
+            "renamed interface {:?} to {network:?} to match its network ({field}[{i}].name)",
             iface.name
         ));
         iface.name = network.clone();
-        ops.replace(format!("{INTERFACES}/{i}/name"), Value::String(network));
+        ops.replace(
+            pointer(&base, [i.to_string().as_str(), "name"]),
+            Value::String(network),
+        );
     }
 }
 
@@ -75,7 +102,7 @@ pub(super) fn drop_redundant_multus_annotation(
     warnings: &mut Vec<String>,
 ) {
     let key = annotations::MULTUS_NETWORKS;
-    let Some(text) = ctx.vm.spec.template.metadata.annotations.get(key) else {
+    let Some(text) = ctx.vm.pod_annotations.get(key) else {
         return;
     };
     let declared: BTreeSet<(&str, &str)> = ctx
@@ -83,23 +110,23 @@ pub(super) fn drop_redundant_multus_annotation(
         .networks()
         .iter()
         .filter_map(|n| n.nad_ref(ctx.namespace))
+        .map(|r| (r.namespace, r.name))
         .collect();
     let entries = annotations::parse_multus_networks(text).unwrap_or_default();
     let all_declared = !entries.is_empty()
         && entries.iter().all(|(ns, name)| {
             declared.contains(&(ns.as_deref().unwrap_or(ctx.namespace), name.as_str()))
         });
+    let meta = Layout::field(ctx.vm.layout.pod_meta);
+    let networks = ctx.vm.networks_field();
     if all_declared {
-        ops.remove(format!(
-            "/spec/template/metadata/annotations/{}",
-            pointer_token(key)
-        ));
+        ops.remove(pointer(ctx.vm.layout.pod_meta, ["annotations", key]));
         warnings.push(format!(
-            "removed annotation {key} from spec.template.metadata: KubeVirt derives it from {NETWORKS_FIELD} and overwrites a manual one"
+            "removed annotation {key} from {meta}: KubeVirt derives it from {networks} and overwrites a manual one"
         ));
     } else {
         warnings.push(format!(
-            "annotation {key} on spec.template.metadata lists networks not declared in {NETWORKS_FIELD}; KubeVirt overwrites it on the launcher pod, so declare each network as a Multus network instead"
+            "annotation {key} on {meta} lists networks not declared in {networks}; KubeVirt overwrites it on the launcher pod, so declare each network as a Multus network instead"
         ));
     }
 }
@@ -110,20 +137,17 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     if !lonely_ifaces.is_empty() || !lonely_nets.is_empty() {
         let mut parts = Vec::new();
         if !lonely_ifaces.is_empty() {
-            let names: Vec<String> = lonely_ifaces
-                .iter()
-                .map(|&i| format!("{:?}", ctx.vm.interfaces()[i].name))
-                .collect();
             parts.push(format!(
-                "interfaces without a network of the same name in {NETWORKS_FIELD}: {}",
-                names.join(", ")
+                "interfaces without a network of the same name in {}: {}",
+                ctx.vm.networks_field(),
+                list(lonely_ifaces.iter().map(|&i| &ctx.vm.interfaces()[i].name))
             ));
         }
         if !lonely_nets.is_empty() {
-            let names: Vec<String> = lonely_nets.iter().map(|n| format!("{n:?}")).collect();
             parts.push(format!(
-                "networks without an interface of the same name in {INTERFACES_FIELD}: {}",
-                names.join(", ")
+                "networks without an interface of the same name in {}: {}",
+                ctx.vm.interfaces_field(),
+                list(lonely_nets.iter().map(|&n| &ctx.vm.networks()[n].name))
             ));
         }
         verdict.denials.push(format!(
@@ -145,11 +169,17 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             ctx.vm.networks().iter().map(|n| n.name.as_str()).collect(),
         ),
     ] {
-        let mut seen = BTreeSet::new();
+        let mut seen = HashSet::new();
         let dups: BTreeSet<&str> = names.into_iter().filter(|n| !seen.insert(*n)).collect();
-        for d in dups {
+        for d in dups.iter().take(LISTED) {
             verdict.denials.push(format!(
                 "{what} name {d:?} is used more than once; names must be unique"
+            ));
+        }
+        if dups.len() > LISTED {
+            verdict.denials.push(format!(
+                "and {} more {what} names are used more than once",
+                dups.len() - LISTED
             ));
         }
     }

@@ -1,4 +1,4 @@
-//! `kubevirt-net-webhook serve` (SPEC §3): HTTPS in front of [`crate::admission::review`],
+//! `kubevirt-net-webhook serve` (SPEC §3): HTTPS in front of [`crate::admission`],
 //! with certificate hot reload, watch-backed caches, metrics and graceful shutdown.
 //!
 //! [`Server::bind`] loads everything and binds both ports (tests bind `127.0.0.1:0` and read
@@ -19,7 +19,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State},
     http::{StatusCode, header},
@@ -41,10 +41,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     admission::{self, Endpoint},
-    config::{self, Config},
-    inventory::Inventory,
+    inventory::{self, Inventory, apply::Cached},
+    model::config::{self, Config},
 };
-use cache::Kind;
 use metrics::Metrics;
 use tls::{CertReloader, Reload};
 
@@ -140,7 +139,7 @@ pub enum Error {
     Config(#[from] config::Error),
     /// `--nads`/`--vms` could not be read.
     #[error(transparent)]
-    Cache(#[from] cache::Error),
+    Files(#[from] inventory::files::Error),
     /// No Kubernetes client could be built (neither in-cluster nor kubeconfig).
     #[error("cannot reach the Kubernetes API (needed without --nads/--vms): {0}")]
     Kube(#[from] kube::Error),
@@ -180,10 +179,10 @@ impl Shared {
         &self.metrics
     }
 
-    fn synced_flag(&self, kind: Kind) -> &AtomicBool {
-        match kind {
-            Kind::Nad => &self.nads_synced,
-            Kind::Vm => &self.vms_synced,
+    fn synced_flag(&self, cached: Cached) -> &AtomicBool {
+        match cached {
+            Cached::Nad => &self.nads_synced,
+            Cached::Vm => &self.vms_synced,
         }
     }
 
@@ -206,27 +205,32 @@ impl Shared {
                 warn!(endpoint = endpoint.as_str(), error = %e, "body is not an AdmissionReview");
                 (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
             }
-            Ok(reply) => {
+            Ok(answer) => {
+                let facts = &answer.facts;
                 self.metrics.observe_request(
                     endpoint.as_str(),
-                    &reply.operation,
-                    reply.allowed,
-                    reply.dry_run,
+                    facts.operation,
+                    answer.allowed(),
+                    facts.dry_run,
                     elapsed.as_secs_f64(),
                 );
                 info!(
-                    uid = %reply.uid,
-                    kind = %reply.kind,
-                    namespace = %reply.namespace,
-                    name = %reply.name,
-                    operation = %reply.operation,
-                    dry_run = reply.dry_run,
-                    allowed = reply.allowed,
+                    uid = %answer.uid(),
+                    kind = %facts.kind,
+                    namespace = %facts.namespace,
+                    name = %facts.name,
+                    operation = %facts.operation,
+                    dry_run = facts.dry_run,
+                    allowed = answer.allowed(),
                     latency_ms = elapsed.as_secs_f64() * 1000.0,
                     endpoint = endpoint.as_str(),
                     "admission"
                 );
-                Json(reply.review).into_response()
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    answer.to_vec(),
+                )
+                    .into_response()
             }
         }
     }
@@ -237,7 +241,7 @@ impl cache::Sink for Shared {
         &self.inventory
     }
 
-    fn cache_changed(&self, kind: Kind, objects: usize, synced: bool) {
+    fn cache_changed(&self, kind: Cached, objects: usize, synced: bool) {
         self.synced_flag(kind).store(synced, Ordering::Release);
         self.metrics.set_cache(kind.label(), objects, synced);
     }
@@ -287,10 +291,10 @@ impl Server {
         }
         let mut inventory = Inventory::new();
         if let Some(path) = &args.nads {
-            cache::load_files(Kind::Nad, path, &mut inventory)?;
+            inventory::files::load_path(Cached::Nad, path, &mut inventory)?;
         }
         if let Some(path) = &args.vms {
-            cache::load_files(Kind::Vm, path, &mut inventory)?;
+            inventory::files::load_path(Cached::Vm, path, &mut inventory)?;
         }
         let shared = Arc::new(Shared {
             config,
@@ -307,8 +311,8 @@ impl Server {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
             for (kind, from_files) in [
-                (Kind::Nad, args.nads.is_some()),
-                (Kind::Vm, args.vms.is_some()),
+                (Cached::Nad, args.nads.is_some()),
+                (Cached::Vm, args.vms.is_some()),
             ] {
                 metrics.set_cache(kind.label(), kind.count(&inventory), from_files);
             }
@@ -322,7 +326,7 @@ impl Server {
         let admin_listener = bind(args.admin_listen).await?;
 
         let mut tasks = vec![tokio::spawn(reloader.watch(args.cert_poll_interval))];
-        let watched: Vec<Kind> = [(Kind::Nad, &args.nads), (Kind::Vm, &args.vms)]
+        let watched: Vec<Cached> = [(Cached::Nad, &args.nads), (Cached::Vm, &args.vms)]
             .into_iter()
             .filter(|(_, files)| files.is_none())
             .map(|(kind, _)| kind)

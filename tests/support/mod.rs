@@ -1,12 +1,27 @@
-//! Shared test support for the integration tests. Use it with `mod support;`.
+//! Shared test support for the integration tests, benches and examples. Use it with
+//! `mod support;` (benches and examples include [`fixtures`] by path).
 //!
-//! - [`schema`]: validate objects against the real KubeVirt VirtualMachine CRD schema, the
-//!   way kube-apiserver would (unknown fields, types, required, enums, ...).
+//! - [`fixtures`]: the one builder of VMs, NADs and engine/admission questions.
+//! - [`schema`]: validate objects against the real KubeVirt CRD schemas, the way
+//!   kube-apiserver would (unknown fields, types, required, enums, ...).
 //! - [`guest`]: render cloud-init network config with the guest's real tools
 //!   (`cloud-init devel net-convert`, `netplan generate`).
+//! - [`server`]: certificates, a TLS/HTTP client, and an in-process server.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod guest;
 pub mod schema;
+pub mod server;
+
+/// All test data lives under this folder of the repository: `cases/` (scenarios with their
+/// expected behaviour at the top), `crds/` (KubeVirt's and Multus' CRDs),
+/// `kubevirt-examples/` (KubeVirt's own example manifests, Apache-2.0).
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+
+/// A file under [`DATA`].
+pub fn data(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(DATA).join(path)
+}

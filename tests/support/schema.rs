@@ -31,8 +31,7 @@ use std::sync::OnceLock;
 
 /// The VirtualMachine CRD shipped with the project's shared test data.
 pub fn vm_crd_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/testdata/crds/kubevirt-virtualmachine-crd.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/crds/kubevirt-virtualmachine-crd.yaml")
 }
 
 /// `additionalProperties` of a schema.
@@ -172,8 +171,8 @@ impl Schema {
     pub fn from_crd_file(path: &Path, version: &str) -> (Schema, CrdInfo) {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
             panic!(
-                "cannot read CRD {}: {e}. The tests expect the project's `shared/` directory \
-                 beside the repository (shared/testdata/crds/...); clone it there.",
+                "cannot read CRD {}: {e}. The CRDs live \
+                 under tests/data/crds.",
                 path.display()
             )
         });

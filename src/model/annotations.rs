@@ -5,14 +5,69 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Every annotation (and label) of the webhook starts with this.
+pub const PREFIX: &str = "kubevirt-net-webhook.io/";
 /// Requested guest addresses per VM network (SPEC §2.5).
 pub const NETWORKS: &str = "kubevirt-net-webhook.io/networks";
 /// When to write cloud-init network config: `auto`, `always`, `never` (SPEC §2.4).
 pub const NETWORK_DATA: &str = "kubevirt-net-webhook.io/network-data";
 /// `"false"` skips mutation; validation still applies (SPEC §2.6).
 pub const MUTATE: &str = "kubevirt-net-webhook.io/mutate";
+/// Namespace label: both webhooks skip the namespace (SPEC §2.6; used by `deploy/`).
+pub const IGNORE: &str = "kubevirt-net-webhook.io/ignore";
+/// NAD annotation: namespaces (comma-separated, `*` for all) that may use the NAD (SPEC §2.7).
+pub const SHARED_WITH: &str = "kubevirt-net-webhook.io/shared-with";
+/// NAD annotation: the address pool of the NAD (SPEC §2.10).
+pub const ADDRESS_POOL: &str = "kubevirt-net-webhook.io/address-pool";
 /// Multus' own pod annotation, which KubeVirt writes on the launcher pod itself.
 pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+
+/// Why an annotation cannot be read. The texts are shown to users as denials.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The networks annotation is not JSON.
+    #[error("annotation {NETWORKS} is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The networks annotation is JSON, but not an object.
+    #[error(
+        "annotation {NETWORKS} must be a JSON object keyed by VM network name, like {{\"external\": \"192.168.1.200/24\"}}"
+    )]
+    NotAnObject,
+    /// One network's entry of the networks annotation is wrong.
+    #[error("annotation {NETWORKS}, network {network:?}: {problem}")]
+    Network { network: String, problem: Problem },
+    /// The network-data annotation has an unknown mode.
+    #[error("annotation {NETWORK_DATA}: {0:?} is not one of auto, always, never")]
+    NetworkDataMode(String),
+}
+
+/// What is wrong with one network's entry of the networks annotation.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// Neither a string nor an object.
+    #[error("must be an address in CIDR notation or an object with \"addresses\"")]
+    WrongType,
+    /// A field of the object form is unknown or has the wrong type.
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+    /// An address without a prefix length.
+    #[error("address {0:?} needs a prefix length, like \"{0}/24\"")]
+    NoPrefix(String),
+    /// An address that is not in CIDR notation.
+    #[error("address {0:?} is not in CIDR notation (like 192.168.1.200/24)")]
+    NotCidr(String),
+    /// A gateway, DNS server or route `via` that is not an IP address.
+    #[error("{what} {value:?} is not an IP address")]
+    NotAnIp { what: &'static str, value: String },
+    /// A route destination that is not a CIDR.
+    #[error("route to {0:?} must be a CIDR (write 0.0.0.0/0 or ::/0 for a default route)")]
+    RouteTo(String),
+    /// An MTU out of range.
+    #[error("mtu {0} is outside 68..65535")]
+    Mtu(u32),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The `network-data` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,14 +78,12 @@ pub enum NetworkDataMode {
 }
 
 impl NetworkDataMode {
-    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+    pub fn parse(value: Option<&str>) -> Result<Self> {
         match value.map(str::trim) {
             None | Some("auto") | Some("") => Ok(Self::Auto),
             Some("always") => Ok(Self::Always),
             Some("never") => Ok(Self::Never),
-            Some(other) => Err(format!(
-                "annotation {NETWORK_DATA}: {other:?} is not one of auto, always, never"
-            )),
+            Some(other) => Err(Error::NetworkDataMode(other.to_string())),
         }
     }
 }
@@ -74,62 +127,68 @@ struct RawRoute {
     metric: Option<u32>,
 }
 
-/// Parses the `kubevirt-net-webhook.io/networks` annotation. Errors are sentences for the user.
-pub fn parse_networks(text: &str) -> Result<BTreeMap<String, AddressRequest>, String> {
-    let prefix = format!("annotation {NETWORKS}");
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("{prefix} is not valid JSON: {e}"))?;
+/// Parses the `kubevirt-net-webhook.io/networks` annotation.
+pub fn parse_networks(text: &str) -> Result<BTreeMap<String, AddressRequest>> {
+    let value: Value = serde_json::from_str(text).map_err(Error::NotJson)?;
     let Value::Object(map) = value else {
-        return Err(format!(
-            "{prefix} must be a JSON object keyed by VM network name, like {{\"external\": \"192.168.1.200/24\"}}"
-        ));
+        return Err(Error::NotAnObject);
     };
     let mut out = BTreeMap::new();
     for (network, v) in map {
-        let at = format!("{prefix}, network {network:?}");
-        let request = match v {
-            Value::String(s) => AddressRequest {
-                addresses: vec![cidr(&s, &at)?],
-                ..Default::default()
-            },
-            Value::Object(_) => {
-                let raw: RawRequest = serde_path_to_error::deserialize(v)
-                    .map_err(|e| format!("{at}: {}: {}", e.path(), e.inner()))?;
-                request_from_raw(raw, &at)?
-            }
-            _ => {
-                return Err(format!(
-                    "{at}: must be an address in CIDR notation or an object with \"addresses\""
-                ));
-            }
+        match parse_request(v) {
+            Ok(request) => out.insert(network, request),
+            Err(problem) => return Err(Error::Network { network, problem }),
         };
-        out.insert(network, request);
     }
     Ok(out)
 }
 
-fn request_from_raw(raw: RawRequest, at: &str) -> Result<AddressRequest, String> {
-    let ip = |s: &str, what: &str| -> Result<IpAddr, String> {
-        s.trim()
-            .parse()
-            .map_err(|_| format!("{at}: {what} {s:?} is not an IP address"))
-    };
+fn parse_request(v: Value) -> Result<AddressRequest, Problem> {
+    match v {
+        Value::String(s) => Ok(AddressRequest {
+            addresses: vec![cidr(&s)?],
+            ..Default::default()
+        }),
+        Value::Object(_) => {
+            let raw: RawRequest =
+                serde_path_to_error::deserialize(v).map_err(|e| Problem::Field {
+                    path: e.path().to_string(),
+                    message: e.inner().to_string(),
+                })?;
+            request_from_raw(raw)
+        }
+        _ => Err(Problem::WrongType),
+    }
+}
+
+fn ip(s: &str, what: &'static str) -> Result<IpAddr, Problem> {
+    s.trim().parse().map_err(|_| Problem::NotAnIp {
+        what,
+        value: s.to_string(),
+    })
+}
+
+fn request_from_raw(raw: RawRequest) -> Result<AddressRequest, Problem> {
     let mtu = raw
         .mtu
         .map(|m| {
             u16::try_from(m)
                 .ok()
                 .filter(|m| *m >= 68)
-                .ok_or_else(|| format!("{at}: mtu {m} is outside 68..65535"))
+                .ok_or(Problem::Mtu(m))
         })
         .transpose()?;
     Ok(AddressRequest {
         addresses: raw
             .addresses
             .iter()
-            .map(|s| cidr(s, at))
+            .map(|s| cidr(s))
             .collect::<Result<_, _>>()?,
-        gateway: raw.gateway.as_deref().map(|g| ip(g, "gateway")).transpose()?,
+        gateway: raw
+            .gateway
+            .as_deref()
+            .map(|g| ip(g, "gateway"))
+            .transpose()?,
         dns: raw
             .dns
             .map(|d| d.iter().map(|s| ip(s, "dns server")).collect())
@@ -141,31 +200,29 @@ fn request_from_raw(raw: RawRequest, at: &str) -> Result<AddressRequest, String>
                 routes
                     .iter()
                     .map(|r| {
-                        let to = r.to.trim().parse::<IpNet>().map_err(|_| {
-                            format!(
-                                "{at}: route to {:?} must be a CIDR (write 0.0.0.0/0 or ::/0 for a default route)",
-                                r.to
-                            )
-                        })?;
+                        let to =
+                            r.to.trim()
+                                .parse::<IpNet>()
+                                .map_err(|_| Problem::RouteTo(r.to.clone()))?;
                         Ok(GuestRoute {
                             to: to.trunc(),
                             via: r.via.as_deref().map(|v| ip(v, "route via")).transpose()?,
                             metric: r.metric,
                         })
                     })
-                    .collect::<Result<Vec<_>, String>>()
+                    .collect::<Result<Vec<_>, Problem>>()
             })
             .transpose()?,
         mtu,
     })
 }
 
-fn cidr(s: &str, at: &str) -> Result<IpNet, String> {
+fn cidr(s: &str) -> Result<IpNet, Problem> {
     s.trim().parse::<IpNet>().map_err(|_| {
         if s.trim().parse::<IpAddr>().is_ok() {
-            format!("{at}: address {s:?} needs a prefix length, like \"{s}/24\"")
+            Problem::NoPrefix(s.to_string())
         } else {
-            format!("{at}: address {s:?} is not in CIDR notation (like 192.168.1.200/24)")
+            Problem::NotCidr(s.to_string())
         }
     })
 }
@@ -233,7 +290,7 @@ mod tests {
             ),
             (r#"{"a": {"mtu": 70000}}"#, "mtu"),
         ] {
-            let e = parse_networks(text).unwrap_err();
+            let e = parse_networks(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
     }
@@ -254,10 +311,10 @@ mod tests {
 
     #[test]
     fn network_data_modes() {
-        assert_eq!(NetworkDataMode::parse(None), Ok(NetworkDataMode::Auto));
+        assert_eq!(NetworkDataMode::parse(None).unwrap(), NetworkDataMode::Auto);
         assert_eq!(
-            NetworkDataMode::parse(Some("always")),
-            Ok(NetworkDataMode::Always)
+            NetworkDataMode::parse(Some("always")).unwrap(),
+            NetworkDataMode::Always
         );
         assert!(NetworkDataMode::parse(Some("sometimes")).is_err());
     }

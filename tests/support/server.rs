@@ -1,5 +1,5 @@
-//! Test helpers: certificates, a TLS/HTTP client over hyper, and an in-process server.
-#![allow(dead_code)] // each test binary uses a different part
+//! Certificates, a TLS/HTTP client over hyper, and an in-process server.
+#![allow(dead_code)] // each user (test binary, example) takes a different part
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -11,7 +11,8 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
-pub const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/cases");
+/// The scenarios, also used as the server's `--nads`/`--vms`.
+pub const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cases");
 
 /// A CA that issues serving certificates for `localhost`.
 pub struct Ca {

@@ -276,7 +276,7 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> 
 }
 
 /// Writes the certificates.
-pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
+pub fn run(args: &CertsArgs) -> Result<(), CertsError> {
     let bundle = generate(&args.service, &args.namespace, args.days, SystemTime::now())?;
     write_bundle(&args.out, &bundle, args.force)?;
     eprintln!(

@@ -1,10 +1,72 @@
 //! NetworkAttachmentDefinitions as the engine needs them: the main CNI plugin type and what
 //! its IPAM would configure in the pod (SPEC §2.2, §2.5).
-use std::net::IpAddr;
+use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use ipnet::IpNet;
+use kube::core::DynamicObject;
 use serde::Deserialize;
 use serde_json::Value;
+
+/// Why a NAD object or its CNI config cannot be read. The texts are shown to users.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object has no `metadata.name`.
+    #[error("metadata.name is missing")]
+    NoName,
+    /// `spec.config` is not a string.
+    #[error("spec.config must be a string")]
+    ConfigNotString,
+    /// `spec.config` is not JSON.
+    #[error("spec.config is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// A conflist without plugins.
+    #[error("spec.config has an empty plugins list")]
+    EmptyPlugins,
+    /// `plugins` is not a list.
+    #[error("spec.config plugins must be a list")]
+    PluginsNotList,
+    /// The main plugin is not an object with a string `type`.
+    #[error("spec.config main plugin: {0}")]
+    MainPlugin(serde_json::Error),
+    /// The IPAM section has the wrong shape.
+    #[error("IPAM: {0}")]
+    Ipam(serde_json::Error),
+    /// An IPAM field that must be an IP address is not one.
+    #[error("IPAM {what} {value:?} is not an IP address")]
+    NotAnIp { what: &'static str, value: String },
+    /// An IPAM field that must be a CIDR is not one.
+    #[error("IPAM {what} {value:?} is not a CIDR")]
+    NotACidr { what: &'static str, value: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A NAD as a VM network references it (`multus.networkName`): `name` in the VM's namespace,
+/// or `namespace/name`. The one place that resolves such a reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NadRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> NadRef<'a> {
+    /// Resolves `reference` for a VM in `vm_namespace`.
+    pub fn resolve(reference: &'a str, vm_namespace: &'a str) -> Self {
+        match reference.split_once('/') {
+            Some((namespace, name)) => Self { namespace, name },
+            None => Self {
+                namespace: vm_namespace,
+                name: reference,
+            },
+        }
+    }
+}
+
+impl fmt::Display for NadRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 /// A NAD reduced to what the checks read. Parsing never fails: a config that cannot be read
 /// is kept with its error, so that the webhook can say so instead of guessing.
@@ -17,6 +79,8 @@ pub struct Nad {
     pub ipam: Ipam,
     /// Why `spec.config` could not be read, if it could not.
     pub config_error: Option<String>,
+    /// The NAD's annotations the webhook reads (`kubevirt-net-webhook.io/...`).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What the main plugin's IPAM would give the pod.
@@ -63,23 +127,25 @@ impl Nad {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// Reads a NAD object (JSON form of the Kubernetes resource).
-    pub fn from_object(obj: &Value) -> Result<Self, String> {
-        let meta = obj.get("metadata").ok_or("metadata is missing")?;
-        let name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or("metadata.name is missing")?;
-        let namespace = meta
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let config = match obj.pointer("/spec/config") {
+    /// Reads a NAD object.
+    pub fn from_object(obj: &DynamicObject) -> Result<Self> {
+        let name = obj.metadata.name.as_deref().ok_or(Error::NoName)?;
+        let namespace = crate::model::kinds::namespace(None, obj.metadata.namespace.as_deref());
+        let config = match obj.data.pointer("/spec/config") {
             None | Some(Value::Null) => "",
             Some(Value::String(s)) => s.as_str(),
-            Some(_) => return Err("spec.config must be a string".into()),
+            Some(_) => return Err(Error::ConfigNotString),
         };
-        Ok(Self::from_config(namespace, name, config))
+        let mut nad = Self::from_config(namespace, name, config);
+        nad.annotations = obj
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(crate::model::annotations::PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(nad)
     }
 
     /// Builds a NAD from its CNI config text.
@@ -97,7 +163,7 @@ impl Nad {
                 nad.main_type = main_type;
                 nad.ipam = ipam;
             }
-            Err(e) => nad.config_error = Some(e),
+            Err(e) => nad.config_error = Some(e.to_string()),
         }
         nad
     }
@@ -110,20 +176,15 @@ struct Plugin {
     ipam: Option<Value>,
 }
 
-fn parse_config(config: &str) -> Result<(Option<String>, Ipam), String> {
-    let value: Value =
-        serde_json::from_str(config).map_err(|e| format!("spec.config is not JSON: {e}"))?;
+fn parse_config(config: &str) -> Result<(Option<String>, Ipam)> {
+    let value: Value = serde_json::from_str(config).map_err(Error::NotJson)?;
     // A conflist's first plugin is the one that creates the interface.
     let main = match value.get("plugins") {
-        Some(Value::Array(plugins)) => plugins
-            .first()
-            .cloned()
-            .ok_or("spec.config has an empty plugins list")?,
-        Some(_) => return Err("spec.config plugins must be a list".into()),
+        Some(Value::Array(plugins)) => plugins.first().cloned().ok_or(Error::EmptyPlugins)?,
+        Some(_) => return Err(Error::PluginsNotList),
         None => value,
     };
-    let plugin: Plugin =
-        serde_json::from_value(main).map_err(|e| format!("spec.config main plugin: {e}"))?;
+    let plugin: Plugin = serde_json::from_value(main).map_err(Error::MainPlugin)?;
     let ipam = match plugin.ipam {
         Some(v) if v.is_object() => parse_ipam(&v)?,
         _ => Ipam::default(),
@@ -176,20 +237,22 @@ struct RawDns {
     search: Vec<String>,
 }
 
-fn ip(s: &str, what: &str) -> Result<IpAddr, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("IPAM {what} {s:?} is not an IP address"))
+fn ip(s: &str, what: &'static str) -> Result<IpAddr> {
+    s.trim().parse().map_err(|_| Error::NotAnIp {
+        what,
+        value: s.to_string(),
+    })
 }
 
-fn net(s: &str, what: &str) -> Result<IpNet, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| format!("IPAM {what} {s:?} is not a CIDR"))
+fn net(s: &str, what: &'static str) -> Result<IpNet> {
+    s.trim().parse().map_err(|_| Error::NotACidr {
+        what,
+        value: s.to_string(),
+    })
 }
 
-fn parse_ipam(v: &Value) -> Result<Ipam, String> {
-    let raw: RawIpam = serde_json::from_value(v.clone()).map_err(|e| format!("IPAM: {e}"))?;
+fn parse_ipam(v: &Value) -> Result<Ipam> {
+    let raw = RawIpam::deserialize(v).map_err(Error::Ipam)?;
     let mut ipam = Ipam::default();
     match raw.kind.as_str() {
         "host-local" => {
@@ -374,13 +437,31 @@ mod tests {
 
     #[test]
     fn nad_object() {
-        let obj = serde_json::json!({"metadata": {"name": "n", "namespace": "x"}, "spec": {"config": "{\"type\":\"sriov\"}"}});
+        let obj = serde_json::from_value(serde_json::json!({"metadata": {"name": "n", "namespace": "x", "annotations": {"kubevirt-net-webhook.io/shared-with": "*", "other": "x"}}, "spec": {"config": "{\"type\":\"sriov\"}"}})).unwrap();
         let nad = Nad::from_object(&obj).unwrap();
+        assert_eq!(
+            nad.annotations.len(),
+            1,
+            "only the webhook's annotations are kept"
+        );
         assert_eq!(
             (nad.key(), nad.main_type.as_deref()),
             ("x/n".to_string(), Some("sriov"))
         );
-        let bad = serde_json::json!({"metadata": {"name": "n"}, "spec": {"config": 5}});
+        let bad = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "n"}, "spec": {"config": 5}}),
+        )
+        .unwrap();
         assert!(Nad::from_object(&bad).is_err());
+    }
+
+    #[test]
+    fn references_resolve_in_the_vm_namespace() {
+        let r = NadRef::resolve("infra/storage", "blue");
+        assert_eq!((r.namespace, r.name), ("infra", "storage"));
+        assert_eq!(
+            NadRef::resolve("storage", "blue").to_string(),
+            "blue/storage"
+        );
     }
 }

@@ -1,4 +1,8 @@
 //! Command-line interface: one subcommand per job, all over the same engine.
+pub mod certs;
+pub mod mac;
+pub mod review;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,11 +31,11 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the webhook's checks on manifests, offline: prints the mutated VMs, writes warnings
     /// and denials to stderr. Exit code 0: all allowed, 1: some denied, 2: usage or input error.
-    Review(crate::review::ReviewArgs),
+    Review(review::ReviewArgs),
     /// Print the MAC address the webhook derives for a VM's network.
-    Mac(MacArgs),
+    Mac(mac::MacArgs),
     /// Write a CA and a serving certificate for the webhook Service.
-    Certs(crate::certs::CertsArgs),
+    Certs(certs::CertsArgs),
     /// Run the admission webhook: HTTPS /mutate and /validate, admin /metrics, probes.
     Serve(crate::server::ServeArgs),
 }
@@ -43,7 +47,7 @@ impl Cli {
             Command::Review(args) => {
                 let stdout = std::io::stdout();
                 let stderr = std::io::stderr();
-                match crate::review::review(&args, &mut stdout.lock(), &mut stderr.lock()) {
+                match review::review(&args, &mut stdout.lock(), &mut stderr.lock()) {
                     Ok(summary) if summary.denied > 0 => ExitCode::from(1),
                     Ok(_) => ExitCode::SUCCESS,
                     Err(error) => {
@@ -80,7 +84,7 @@ impl Cli {
                     }
                 }
             }
-            Command::Certs(args) => match crate::certs::run(&args) {
+            Command::Certs(args) => match certs::run(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("error: {error}");
@@ -103,34 +107,5 @@ pub fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// Arguments of `kubevirt-net-webhook mac`.
-#[derive(Debug, clap::Args)]
-pub struct MacArgs {
-    /// The VM's namespace.
-    pub namespace: String,
-    /// The VM's name.
-    pub vm: String,
-    /// The VM network's name (spec.template.spec.networks[].name).
-    pub network: String,
-    /// Webhook configuration file (YAML), for macPrefix and clusterSalt.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
-}
-
-impl MacArgs {
-    /// The first derivation attempt; the webhook moves on only when a VM already has it.
-    pub fn run(&self) -> Result<crate::mac::Mac, crate::config::Error> {
-        let config = crate::config::Config::load(self.config.as_deref())?;
-        Ok(crate::mac::derive(
-            &config.mac_prefix,
-            &config.cluster_salt,
-            &self.namespace,
-            &self.vm,
-            &self.network,
-            0,
-        ))
     }
 }

@@ -1,19 +1,24 @@
 //! The engine's view of the cluster: NADs, and for every VM only what conflict checks need
-//! (MACs and requested addresses per NAD). Pure data: the server fills it from watches, the
-//! `review` command from files.
+//! (MACs and requested addresses per NAD). Pure data: [`apply`] fills it from watch events
+//! (the server) and [`files`] through the same path from manifests (`serve --nads/--vms`,
+//! `review`).
+pub mod apply;
+pub mod files;
+
 use std::{
     collections::{HashMap, hash_map::Entry},
     net::IpAddr,
     sync::Arc,
 };
 
-use serde_json::Value;
+use kube::core::DynamicObject;
 
-use crate::{
+use crate::model::{
     annotations,
+    kinds::{self, Kind},
     mac::Mac,
-    nad::Nad,
-    vm::{VirtualMachine, split_nad_ref},
+    nad::{Nad, NadRef},
+    vm::{self, Vm},
 };
 
 /// What one VM NIC on a Multus network claims.
@@ -30,7 +35,7 @@ pub struct NicPrint {
 
 /// What a VM claims on Multus networks. Interfaces are paired with networks by name, so a VM
 /// not yet mutated contributes what it has (user-set MACs, annotation addresses).
-pub fn footprint(vm: &VirtualMachine, namespace: &str) -> Vec<NicPrint> {
+pub fn footprint(vm: &Vm, namespace: &str) -> Vec<NicPrint> {
     let requests = vm
         .annotation(annotations::NETWORKS)
         .and_then(|t| annotations::parse_networks(t).ok())
@@ -38,7 +43,7 @@ pub fn footprint(vm: &VirtualMachine, namespace: &str) -> Vec<NicPrint> {
     vm.networks()
         .iter()
         .filter_map(|net| {
-            let (ns, name) = net.nad_ref(namespace)?;
+            let nad = net.nad_ref(namespace)?;
             let mac = vm
                 .interfaces()
                 .iter()
@@ -50,7 +55,7 @@ pub fn footprint(vm: &VirtualMachine, namespace: &str) -> Vec<NicPrint> {
                 .map(|r| r.addresses.iter().map(|a| a.addr()).collect())
                 .unwrap_or_default();
             Some(NicPrint {
-                nad: format!("{ns}/{name}"),
+                nad: nad.to_string(),
                 mac,
                 wants_pinned: addresses.is_empty(),
                 addresses,
@@ -169,6 +174,13 @@ fn key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
+/// The inverse of [`key`]: namespaces and names never hold `/`, so a NAD reference splits
+/// the same way.
+fn split_key(key: &str) -> (&str, &str) {
+    let r = NadRef::resolve(key, kinds::DEFAULT_NAMESPACE);
+    (r.namespace, r.name)
+}
+
 impl Inventory {
     pub fn new() -> Self {
         Self::default()
@@ -195,15 +207,15 @@ impl Inventory {
         self.ids.len()
     }
 
-    /// Adds or replaces a VM object; `default_namespace` applies when it has none.
-    pub fn upsert_vm_object(&mut self, obj: &Value, default_namespace: &str) -> Result<(), String> {
-        let vm = VirtualMachine::from_value(obj).map_err(|e| e.to_string())?;
-        let namespace = vm
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or(default_namespace);
-        let Some(name) = vm.metadata.name.as_deref() else {
+    /// Adds or replaces a VM (or VMI) object; `namespace` is where it lives.
+    pub fn upsert_vm_object(
+        &mut self,
+        kind: Kind,
+        obj: &DynamicObject,
+        namespace: &str,
+    ) -> Result<(), vm::Error> {
+        let vm = Vm::from_object(kind, obj)?;
+        let Some(name) = vm.name.as_deref() else {
             return Ok(()); // no identity yet: nothing it claims can be attributed
         };
         self.upsert_vm(namespace, name, footprint(&vm, namespace));
@@ -280,13 +292,13 @@ impl Inventory {
             .ids
             .keys()
             .filter(|k| {
-                let (namespace, name) = split_nad_ref(k, "");
+                let (namespace, name) = split_key(k);
                 !keep(namespace, name)
             })
             .cloned()
             .collect();
         for k in gone {
-            let (namespace, name) = split_nad_ref(&k, "");
+            let (namespace, name) = split_key(&k);
             self.remove_vm(namespace, name);
         }
     }
@@ -309,7 +321,7 @@ impl Inventory {
             .as_ref()
             .expect("indexed VMs have slots")
             .key;
-        let (namespace, name) = split_nad_ref(key, "");
+        let (namespace, name) = split_key(key);
         VmName { namespace, name }
     }
 
@@ -508,14 +520,15 @@ mod tests {
 
     #[test]
     fn footprint_of_a_vm_object() {
-        let obj = serde_json::json!({
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "v", "namespace": "t", "annotations": {annotations::NETWORKS: "{\"ext\": \"10.0.0.5/24\"}"}},
             "spec": {"template": {"spec": {
                 "domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}, {"name": "ext", "bridge": {}, "macAddress": "02:aa:bb:cc:dd:ee"}]}},
                 "networks": [{"name": "default", "pod": {}}, {"name": "ext", "multus": {"networkName": "infra/ext-nad"}}]}}}
-        });
+        })).unwrap();
         let mut inv = Inventory::new();
-        inv.upsert_vm_object(&obj, "default").unwrap();
+        inv.upsert_vm_object(Kind::VirtualMachine, &obj, "t")
+            .unwrap();
         let who = inv.address_user("infra/ext-nad", "10.0.0.5".parse().unwrap(), ME);
         assert_eq!(
             who,

@@ -3,7 +3,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::MacPrefix;
+use super::config::MacPrefix;
 
 /// KubeVirt gives the masquerade guest this MAC; no other NIC may have it.
 pub const RESERVED: Mac = Mac(0x02_00_00_00_00_00);

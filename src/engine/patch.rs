@@ -1,0 +1,65 @@
+//! The JSON Patch (RFC 6902) a mutation answers with, built from typed operations and
+//! pointers whose tokens are escaped by `jsonptr` (annotation keys contain `/`).
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use jsonptr::PointerBuf;
+use serde_json::Value;
+
+/// A pointer from one of the engine's own `/`-separated prefixes (no escaping needed: they
+/// are field names) and further tokens taken as they are (escaped as needed).
+pub fn pointer<'t>(prefix: &'t str, tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
+    PointerBuf::from_tokens(prefix.split('/').filter(|t| !t.is_empty()).chain(tokens))
+}
+
+/// The operations of one mutation, in order.
+#[derive(Debug, Default)]
+pub struct Ops(Vec<PatchOperation>);
+
+impl Ops {
+    pub fn add(&mut self, path: PointerBuf, value: Value) {
+        self.0
+            .push(PatchOperation::Add(AddOperation { path, value }));
+    }
+
+    pub fn replace(&mut self, path: PointerBuf, value: Value) {
+        self.0
+            .push(PatchOperation::Replace(ReplaceOperation { path, value }));
+    }
+
+    pub fn remove(&mut self, path: PointerBuf) {
+        self.0
+            .push(PatchOperation::Remove(RemoveOperation { path }));
+    }
+
+    pub fn into_patch(self) -> Patch {
+        Patch(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_escaped_and_prefixes_split() {
+        let p = pointer(
+            "/spec/template/metadata",
+            ["annotations", "k8s.v1.cni.cncf.io/networks"],
+        );
+        assert_eq!(
+            p.as_str(),
+            "/spec/template/metadata/annotations/k8s.v1.cni.cncf.io~1networks"
+        );
+        assert_eq!(pointer("/metadata", ["a~b"]).as_str(), "/metadata/a~0b");
+    }
+
+    #[test]
+    fn operations_serialize_as_rfc6902() {
+        let mut ops = Ops::default();
+        ops.add(pointer("/a", ["-"]), Value::from(1));
+        ops.remove(pointer("/b", []));
+        assert_eq!(
+            serde_json::to_value(ops.into_patch()).unwrap(),
+            serde_json::json!([{"op": "add", "path": "/a/-", "value": 1}, {"op": "remove", "path": "/b"}])
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The KubeVirt and Multus objects as the engine reads them, and the webhook's own
+//! configuration. Pure data and parsers: no IO except [`config::Config::load`].
+pub mod annotations;
+pub mod config;
+pub mod kinds;
+pub mod mac;
+pub mod nad;
+pub mod vm;

@@ -1,0 +1,443 @@
+//! A typed, read-only view of the parts of a guest the engine reads, whichever kind declares
+//! it (SPEC §2.8): the VMI spec at the kind's [`Layout`], its metadata, its status.
+//!
+//! The engine reads through this view and writes JSON Patch operations against the original
+//! JSON, so fields it does not know are never touched (or dropped).
+use std::collections::BTreeMap;
+
+use kube::core::DynamicObject;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use super::{
+    kinds::{Kind, Layout},
+    nad::NadRef,
+};
+
+/// Errors decoding a guest.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field is missing or has the wrong type; `path` is the dotted path of the field.
+    #[error("{path}: {message}")]
+    Decode { path: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A guest as the engine reads it.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    pub kind: Kind,
+    pub layout: Layout,
+    /// The object's own `metadata.name`; `None` for `generateName` objects.
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    /// The object's own `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// Annotations at the layout's `vm_meta` (the webhook's own annotations).
+    pub annotations: BTreeMap<String, String>,
+    /// Whether the `vm_meta` object has an `annotations` map (for patch paths).
+    pub has_annotations: bool,
+    /// Annotations at the layout's `pod_meta`.
+    pub pod_annotations: BTreeMap<String, String>,
+    /// `(apiVersion, kind)` of the object's owners.
+    pub owners: Vec<(String, String)>,
+    /// `status.created`: a VM whose VMI exists (SPEC §2.9).
+    pub created: bool,
+    pub spec: VmiSpec,
+}
+
+/// Metadata inside an object (a template's), as far as the engine reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct TemplateMeta {
+    #[serde(default, deserialize_with = "null_as_default")]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Status {
+    #[serde(default)]
+    created: Option<bool>,
+}
+
+/// Decodes the value at `pointer` of `data` (missing or `null`: the default), naming the
+/// field on error.
+fn decode_at<T: DeserializeOwned + Default>(
+    data: &Value,
+    pointer: &str,
+    required: bool,
+) -> Result<T> {
+    let field = Layout::field(pointer);
+    match data.pointer(pointer) {
+        None | Some(Value::Null) if required => Err(Error::Decode {
+            path: field,
+            message: "missing field".into(),
+        }),
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(value) => serde_path_to_error::deserialize(value).map_err(|e| Error::Decode {
+            path: match e.path().to_string().as_str() {
+                "." => field,
+                inner => format!("{field}.{inner}"),
+            },
+            message: e.inner().to_string(),
+        }),
+    }
+}
+
+impl Vm {
+    /// Reads the guest of a `kind` object.
+    pub fn from_object(kind: Kind, object: &DynamicObject) -> Result<Self> {
+        let layout = kind.layout();
+        let meta = &object.metadata;
+        let data = &object.data;
+        // `data` is the object without `metadata`; metadata pointers are read from it too,
+        // except the object's own, which is typed already.
+        let meta_at = |pointer: &str| -> Result<(BTreeMap<String, String>, bool)> {
+            if pointer == "/metadata" {
+                Ok((
+                    meta.annotations.clone().unwrap_or_default(),
+                    meta.annotations.is_some(),
+                ))
+            } else {
+                let m: TemplateMeta = decode_at(data, pointer, false)?;
+                let has = m.annotations.is_some();
+                Ok((m.annotations.unwrap_or_default(), has))
+            }
+        };
+        let (annotations, has_annotations) = meta_at(layout.vm_meta)?;
+        let (pod_annotations, _) = meta_at(layout.pod_meta)?;
+        let status: Status = if kind == Kind::VirtualMachine {
+            decode_at(data, "/status", false)?
+        } else {
+            Status::default()
+        };
+        Ok(Self {
+            kind,
+            layout,
+            name: meta.name.clone().filter(|n| !n.is_empty()),
+            generate_name: meta.generate_name.clone(),
+            namespace: meta.namespace.clone(),
+            annotations,
+            has_annotations,
+            pod_annotations,
+            owners: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| (o.api_version.clone(), o.kind.clone()))
+                .collect(),
+            created: status.created.unwrap_or(false),
+            spec: decode_at(data, layout.spec, true)?,
+        })
+    }
+
+    /// Reads a `kubevirt.io/v1` VirtualMachine from its JSON form (tests, files).
+    pub fn from_value(value: &Value) -> Result<Self> {
+        let object: DynamicObject =
+            serde_path_to_error::deserialize(value).map_err(|e| Error::Decode {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        Self::from_object(Kind::VirtualMachine, &object)
+    }
+
+    /// The pointer of a list (or field) under the VMI spec, e.g. `domain/devices/interfaces`.
+    pub fn spec_pointer(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.layout.spec)
+    }
+
+    /// The dotted field name of a list under the VMI spec, for messages.
+    pub fn spec_field(&self, rest: &str) -> String {
+        Layout::field(&self.spec_pointer(rest))
+    }
+
+    /// `spec.template.spec.domain.devices.interfaces` (for this kind).
+    pub fn interfaces_field(&self) -> String {
+        self.spec_field(INTERFACES)
+    }
+
+    /// `spec.template.spec.networks` (for this kind).
+    pub fn networks_field(&self) -> String {
+        self.spec_field(NETWORKS)
+    }
+
+    /// `spec.template.spec.volumes` (for this kind).
+    pub fn volumes_field(&self) -> String {
+        self.spec_field(VOLUMES)
+    }
+}
+
+/// Paths under the VMI spec of the lists the engine patches.
+pub const INTERFACES: &str = "domain/devices/interfaces";
+pub const DISKS: &str = "domain/devices/disks";
+pub const VOLUMES: &str = "volumes";
+pub const NETWORKS: &str = "networks";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VmiSpec {
+    #[serde(default)]
+    pub domain: Domain,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub networks: Vec<Network>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Domain {
+    #[serde(default)]
+    pub devices: Devices,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Devices {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub interfaces: Vec<Interface>,
+    /// Only names matter: the engine adds a disk for a volume it adds.
+    pub disks: Option<Vec<Named>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Named {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interface {
+    pub name: String,
+    pub mac_address: Option<String>,
+    pub bridge: Option<Value>,
+    pub masquerade: Option<Value>,
+    pub sriov: Option<Value>,
+    pub binding: Option<Named>,
+}
+
+/// The binding of an interface, as far as the engine cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'a> {
+    Bridge,
+    Masquerade,
+    Sriov,
+    /// A network binding plugin (`binding: {name: ...}`), e.g. `macvtap`, `passt`.
+    Plugin(&'a str),
+    /// Anything else (deprecated core bindings such as `slirp` or `macvtap: {}`).
+    Other,
+}
+
+impl Interface {
+    pub fn binding(&self) -> Binding<'_> {
+        if self.bridge.is_some() {
+            Binding::Bridge
+        } else if self.masquerade.is_some() {
+            Binding::Masquerade
+        } else if self.sriov.is_some() {
+            Binding::Sriov
+        } else if let Some(b) = &self.binding {
+            Binding::Plugin(&b.name)
+        } else {
+            Binding::Other
+        }
+    }
+}
+
+impl Binding<'_> {
+    /// Bindings whose guest NIC carries a MAC the VM spec controls (SPEC §2.3).
+    pub fn carries_mac(self) -> bool {
+        !matches!(self, Binding::Other)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub pod: Option<Value>,
+    pub multus: Option<Multus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Multus {
+    pub network_name: String,
+}
+
+impl Network {
+    /// The NAD this network attaches to; `vm_namespace` is the default namespace.
+    pub fn nad_ref<'a>(&'a self, vm_namespace: &'a str) -> Option<NadRef<'a>> {
+        let multus = self.multus.as_ref()?;
+        Some(NadRef::resolve(&multus.network_name, vm_namespace))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    pub cloud_init_no_cloud: Option<CloudInitSource>,
+    pub cloud_init_config_drive: Option<CloudInitSource>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudInitSource {
+    pub user_data: Option<String>,
+    pub user_data_base64: Option<String>,
+    pub user_data_secret_ref: Option<Value>,
+    pub network_data: Option<String>,
+    pub network_data_base64: Option<String>,
+    pub network_data_secret_ref: Option<Value>,
+}
+
+impl CloudInitSource {
+    pub fn has_user_data(&self) -> bool {
+        self.user_data.is_some()
+            || self.user_data_base64.is_some()
+            || self.user_data_secret_ref.is_some()
+    }
+}
+
+/// Which datasource a cloud-init volume feeds, which decides the network config format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudInitKind {
+    /// `cloudInitNoCloud`: netplan v2 network config.
+    NoCloud,
+    /// `cloudInitConfigDrive`: OpenStack `network_data.json`.
+    ConfigDrive,
+}
+
+impl CloudInitKind {
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::NoCloud => "cloudInitNoCloud",
+            Self::ConfigDrive => "cloudInitConfigDrive",
+        }
+    }
+}
+
+impl Volume {
+    pub fn cloud_init(&self) -> Option<(CloudInitKind, &CloudInitSource)> {
+        if let Some(s) = &self.cloud_init_no_cloud {
+            Some((CloudInitKind::NoCloud, s))
+        } else {
+            self.cloud_init_config_drive
+                .as_ref()
+                .map(|s| (CloudInitKind::ConfigDrive, s))
+        }
+    }
+}
+
+impl Vm {
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.spec.domain.devices.interfaces
+    }
+
+    pub fn networks(&self) -> &[Network] {
+        &self.spec.networks
+    }
+
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks().iter().find(|n| n.name == name)
+    }
+
+    /// The first cloud-init volume: KubeVirt reads only that one.
+    pub fn first_cloud_init(&self) -> Option<(usize, &Volume, CloudInitKind, &CloudInitSource)> {
+        self.spec
+            .volumes
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.cloud_init().map(|(k, s)| (i, v, k, s)))
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+
+    /// Whether an owner of the object is of `kind` (any version of `group`).
+    pub fn owned_by(&self, kind: Kind) -> bool {
+        self.owners
+            .iter()
+            .any(|(api_version, k)| Kind::of_manifest(api_version, k) == Some(kind))
+    }
+}
+
+/// Kubernetes clients send `null` for empty lists and maps now and then.
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(spec: Value) -> Result<Vm> {
+        Vm::from_value(
+            &json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a"}, "spec": spec}),
+        )
+    }
+
+    #[test]
+    fn wrong_type_names_the_path() {
+        let e = vm(
+            json!({"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": 5}]}}}}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("spec.template.spec.domain.devices.interfaces[0].name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_template_is_an_error() {
+        let e = vm(json!({})).unwrap_err().to_string();
+        assert!(e.contains("spec.template.spec"), "{e}");
+    }
+
+    #[test]
+    fn nulls_are_empty() {
+        let v = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"annotations": null}, "spec": {"template": {"metadata": null, "spec": {"networks": null, "domain": {"devices": {"interfaces": null}}}}}});
+        let vm = Vm::from_value(&v).unwrap();
+        assert!(vm.interfaces().is_empty() && vm.networks().is_empty());
+        assert!(!vm.has_annotations);
+    }
+
+    #[test]
+    fn each_kind_reads_its_own_layout() {
+        let spec = json!({"networks": [{"name": "x", "multus": {"networkName": "n"}}]});
+        let meta = json!({"annotations": {"k": "v"}});
+        for (kind, object) in [
+            (
+                Kind::VirtualMachineInstance,
+                json!({"metadata": {"name": "i", "annotations": {"k": "v"}}, "spec": spec}),
+            ),
+            (
+                Kind::VirtualMachineInstanceReplicaSet,
+                json!({"metadata": {"name": "r"}, "spec": {"template": {"metadata": meta, "spec": spec}}}),
+            ),
+            (
+                Kind::VirtualMachinePool,
+                json!({"metadata": {"name": "p"}, "spec": {"virtualMachineTemplate": {"metadata": meta, "spec": {"template": {"spec": spec}}}}}),
+            ),
+        ] {
+            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            let vm = Vm::from_object(kind, &object).unwrap();
+            assert_eq!(vm.networks()[0].name, "x", "{kind:?}");
+            assert_eq!(vm.annotation("k"), Some("v"), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn running_and_owners() {
+        let v = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a", "ownerReferences": [{"apiVersion": "pool.kubevirt.io/v1beta1", "kind": "VirtualMachinePool", "name": "p", "uid": "u"}]}, "spec": {"template": {"spec": {}}}, "status": {"created": true}});
+        let vm = Vm::from_value(&v).unwrap();
+        assert!(vm.created);
+        assert!(vm.owned_by(Kind::VirtualMachinePool));
+        assert!(!vm.owned_by(Kind::VirtualMachine));
+    }
+}

@@ -1,0 +1,294 @@
+//! The one fixture builder: VMs (and the other guest kinds), NADs, inventories, and the
+//! questions the engine and the admission layer answer. Shared by the tests, the benches and
+//! the examples (those include this file by path), so each scenario is written once.
+#![allow(dead_code)]
+
+use kube::core::{DynamicObject, admission::Operation};
+use kubevirt_net_webhook::{
+    admission::{Answer, Endpoint, Parsed},
+    engine::{self, Mutation, Request, Verdict},
+    inventory::Inventory,
+    model::{config::Config, kinds::Kind, nad::Nad},
+};
+use serde_json::{Value, json};
+
+/// The namespace of the fixtures' VMs.
+pub const NS: &str = "team-a";
+
+/// A VM with these interfaces and networks, in [`NS`].
+pub fn vm(name: &str, interfaces: Value, networks: Value) -> Value {
+    json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"runStrategy": "Always", "template": {"spec": {
+            "domain": {"memory": {"guest": "1Gi"}, "devices": {"interfaces": interfaces}},
+            "networks": networks,
+        }}}
+    })
+}
+
+/// `default` (masquerade, pod) + `ext` (bridge) on NAD `nad`.
+pub fn two_nic(name: &str, nad: &str) -> Value {
+    vm(
+        name,
+        json!([{"name": "default", "masquerade": {}}, {"name": "ext", "bridge": {}}]),
+        json!([{"name": "default", "pod": {}}, {"name": "ext", "multus": {"networkName": nad}}]),
+    )
+}
+
+/// `v` with the annotation `key: value` on its metadata.
+pub fn annotate(mut v: Value, key: &str, value: &str) -> Value {
+    v["metadata"]["annotations"][key] = json!(value);
+    v
+}
+
+/// `v` in another namespace.
+pub fn in_namespace(mut v: Value, namespace: &str) -> Value {
+    v["metadata"]["namespace"] = json!(namespace);
+    v
+}
+
+/// The guest of a VM, wrapped as `kind` declares it (SPEC §2.8): the VM's metadata becomes
+/// the VMI's own, the replica set's template metadata, or the pool's VM template metadata.
+pub fn as_kind(vm: &Value, kind: Kind) -> Value {
+    let meta = vm["metadata"].clone();
+    let template = vm["spec"]["template"].clone();
+    let annotations = meta.get("annotations").cloned().unwrap_or(json!({}));
+    let own = json!({"name": meta["name"], "namespace": meta["namespace"]});
+    let (api_version, spec) = match kind {
+        Kind::VirtualMachine => return vm.clone(),
+        Kind::VirtualMachineInstance => {
+            return json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                "metadata": meta, "spec": template["spec"]});
+        }
+        Kind::VirtualMachineInstanceReplicaSet => (
+            "kubevirt.io/v1",
+            json!({"replicas": 2, "selector": {"matchLabels": {"app": "x"}},
+                "template": {"metadata": {"labels": {"app": "x"}, "annotations": annotations}, "spec": template["spec"]}}),
+        ),
+        Kind::VirtualMachinePool => (
+            "pool.kubevirt.io/v1beta1",
+            json!({"replicas": 2, "selector": {"matchLabels": {"app": "x"}},
+                "virtualMachineTemplate": {"metadata": {"labels": {"app": "x"}, "annotations": annotations},
+                    "spec": {"runStrategy": "Always", "template": template}}}),
+        ),
+    };
+    json!({"apiVersion": api_version, "kind": kind.name(), "metadata": own, "spec": spec})
+}
+
+/// [`two_nic`] with the networks annotation `request`.
+pub fn with_request(name: &str, nad: &str, request: &str) -> Value {
+    annotate(
+        two_nic(name, nad),
+        "kubevirt-net-webhook.io/networks",
+        request,
+    )
+}
+
+/// A NAD from its CNI config.
+pub fn nad(namespace: &str, name: &str, config: &str) -> Nad {
+    Nad::from_config(namespace, name, config)
+}
+
+/// A bridge NAD on 10.10.0.0/24 with a default route via 10.10.0.1.
+pub fn bridge_nad(namespace: &str, name: &str) -> Nad {
+    nad(
+        namespace,
+        name,
+        r#"{"cniVersion":"0.3.1","type":"bridge","bridge":"br1","ipam":{"type":"host-local","ranges":[[{"subnet":"10.10.0.0/24","gateway":"10.10.0.1"}]],"routes":[{"dst":"0.0.0.0/0"}]}}"#,
+    )
+}
+
+/// A macvlan NAD (no IPAM).
+pub fn macvlan_nad(namespace: &str, name: &str) -> Nad {
+    nad(namespace, name, r#"{"type":"macvlan","master":"eth0"}"#)
+}
+
+/// A NAD object (the Kubernetes resource), as a manifest.
+pub fn nad_object(namespace: &str, name: &str, config: &str) -> Value {
+    json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace}, "spec": {"config": config}})
+}
+
+/// An inventory holding these NADs.
+pub fn inventory_with(nads: impl IntoIterator<Item = Nad>) -> Inventory {
+    let mut inv = Inventory::new();
+    for n in nads {
+        inv.upsert_nad(n);
+    }
+    inv
+}
+
+/// `inv` with the VM (manifest) `v` in it, as the cache would hold it.
+pub fn remember(inv: &mut Inventory, v: &Value) {
+    let object = object(v);
+    let namespace = object
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or("default".into());
+    inv.upsert_vm_object(Kind::VirtualMachine, &object, &namespace)
+        .expect("the VM decodes");
+}
+
+/// The typed form of a manifest.
+pub fn object(v: &Value) -> DynamicObject {
+    serde_json::from_value(v.clone()).expect("a Kubernetes object")
+}
+
+/// The kind of a manifest.
+pub fn kind_of(v: &Value) -> Kind {
+    Kind::of_manifest(
+        v["apiVersion"].as_str().unwrap_or(""),
+        v["kind"].as_str().unwrap_or(""),
+    )
+    .expect("one of the webhook's kinds")
+}
+
+/// Asks the engine directly: CREATE of `object`, or UPDATE from `old`.
+pub struct Ask<'a> {
+    pub inventory: &'a Inventory,
+    pub config: Config,
+}
+
+impl<'a> Ask<'a> {
+    pub fn new(inventory: &'a Inventory) -> Self {
+        Self {
+            inventory,
+            config: Config::default(),
+        }
+    }
+
+    pub fn with_config(inventory: &'a Inventory, config: Config) -> Self {
+        Self { inventory, config }
+    }
+
+    fn request<'r>(
+        object: &'r DynamicObject,
+        old: Option<&'r DynamicObject>,
+        kind: Kind,
+        operation: &'r Operation,
+    ) -> Request<'r> {
+        Request {
+            kind,
+            operation,
+            namespace: object.metadata.namespace.as_deref().unwrap_or(NS),
+            object,
+            old_object: old,
+        }
+    }
+
+    /// The mutation of `v` (CREATE, or UPDATE from `old`) and the object it gives.
+    pub fn mutate_update(&self, v: &Value, old: Option<&Value>) -> (Mutation, Value) {
+        let (o, old_o) = (object(v), old.map(object));
+        let operation = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        };
+        let req = Self::request(&o, old_o.as_ref(), kind_of(v), &operation);
+        let m = engine::mutate(&req, self.inventory, &self.config).expect("mutates");
+        let mut out = v.clone();
+        json_patch::patch(&mut out, &m.patch).expect("patch applies");
+        (m, out)
+    }
+
+    pub fn mutate(&self, v: &Value) -> (Mutation, Value) {
+        self.mutate_update(v, None)
+    }
+
+    /// The verdict on `v` (CREATE, or UPDATE from `old`).
+    pub fn validate_update(&self, v: &Value, old: Option<&Value>) -> Verdict {
+        let (o, old_o) = (object(v), old.map(object));
+        let operation = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        };
+        let req = Self::request(&o, old_o.as_ref(), kind_of(v), &operation);
+        engine::validate(&req, self.inventory, &self.config).expect("validates")
+    }
+
+    pub fn validate(&self, v: &Value) -> Verdict {
+        self.validate_update(v, None)
+    }
+
+    /// The admission layer's answer for a `kubectl apply` of `v`.
+    pub fn admit(&self, endpoint: Endpoint, v: &Value, old: Option<&Value>) -> Answer {
+        Parsed::manifest(v, old)
+            .expect("a manifest of one of the webhook's kinds")
+            .answer(endpoint, self.inventory, &self.config)
+    }
+}
+
+/// The mutation of `v` (CREATE) with the default config.
+pub fn mutate(v: &Value, inv: &Inventory) -> (Mutation, Value) {
+    Ask::new(inv).mutate(v)
+}
+
+/// The verdict on `v` (CREATE) with the default config.
+pub fn validate(v: &Value, inv: &Inventory) -> Verdict {
+    Ask::new(inv).validate(v)
+}
+
+/// Interface `i` of a VM manifest.
+pub fn iface(v: &Value, i: usize) -> &Value {
+    &v["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][i]
+}
+
+/// The network config in the VM's first cloud-init volume.
+pub fn network_data(v: &Value) -> Option<String> {
+    v.pointer("/spec/template/spec/volumes")?
+        .as_array()?
+        .iter()
+        .find_map(|vol| {
+            vol.get("cloudInitNoCloud")
+                .or(vol.get("cloudInitConfigDrive"))
+        })?
+        .get("networkData")?
+        .as_str()
+        .map(String::from)
+}
+
+/// Asserts a denial whose message holds every needle.
+pub fn denied_with(v: &Verdict, needles: &[&str]) {
+    assert!(!v.allowed(), "expected a denial containing {needles:?}");
+    let msg = v.message();
+    for n in needles {
+        assert!(msg.contains(n), "missing {n:?} in: {msg}");
+    }
+}
+
+/// An AdmissionReview as kube-apiserver sends it, for `object` (and `old`).
+pub fn admission_review(
+    api_version: &str,
+    uid: &str,
+    operation: &str,
+    object: Option<&Value>,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> Value {
+    let subject = object.or(old).cloned().unwrap_or(json!({}));
+    let api = subject["apiVersion"].as_str().unwrap_or("kubevirt.io/v1");
+    let (group, version) = api.rsplit_once('/').unwrap_or(("", api));
+    let kind = subject["kind"].as_str().unwrap_or("VirtualMachine");
+    let resource = format!("{}s", kind.to_lowercase());
+    json!({
+        "apiVersion": api_version,
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "namespace": subject["metadata"]["namespace"].as_str().unwrap_or("default"),
+            "name": subject["metadata"]["name"],
+            "operation": operation,
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": object,
+            "oldObject": old,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": format!("{}Options", if operation == "CREATE" { "Create" } else { "Update" })},
+        }
+    })
+}
