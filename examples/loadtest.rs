@@ -6,7 +6,7 @@
 //! ```text
 //! cargo run --release --example loadtest -- --write-certs /tmp/lt
 //! kubevirt-net-webhook serve --tls-cert /tmp/lt/tls.crt --tls-key /tmp/lt/tls.key \
-//!     --nads ../shared/testdata/cases --vms ../shared/testdata/cases --listen 127.0.0.1:8443 &
+//!     --nads tests/data/cases --vms tests/data/cases --listen 127.0.0.1:8443 &
 //! cargo run --release --example loadtest -- --addr 127.0.0.1:8443 --ca /tmp/lt/ca.crt
 //! ```
 //!

@@ -258,3 +258,88 @@ fn mac_command() {
     );
     assert_eq!(run(&["mac", "default"]).status.code(), Some(2));
 }
+
+/// Scalars a YAML 1.1 reader (kubectl's Go YAML, PyYAML) would type, were they not quoted.
+const YAML_11_SCALARS: &[&str] = &[
+    "yes",
+    "no",
+    "on",
+    "off",
+    "y",
+    "n",
+    "Y",
+    "NO",
+    "True",
+    "~",
+    "null",
+    "Null",
+    "012",
+    "0x10",
+    "0o17",
+    "0b101",
+    "1e3",
+    "1_000",
+    "190:20:30",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "=",
+    "<<",
+    "2026-12-01",
+    "2001-12-14t21:59:43.10-05:00",
+    "true",
+    "false",
+    "1.5",
+    "+1",
+    "",
+];
+
+#[test]
+fn yaml_output_reads_back_unchanged_in_yaml_1_1() {
+    let mut vm: serde_json::Value = serde_json::from_str(
+        r#"{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "quoted", "namespace": "lab", "annotations": {}, "labels": {}},
+            "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}]}},
+                "networks": [{"name": "default", "pod": {}}]}}}}"#,
+    )
+    .unwrap();
+    for (i, s) in YAML_11_SCALARS.iter().enumerate() {
+        vm["metadata"]["annotations"][format!("example.com/a{i}")] = serde_json::json!(s);
+        vm["metadata"]["labels"][format!("l{i}")] = serde_json::json!(s);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "vm.json", &vm.to_string());
+    let o = run(&["review", "-f", &file]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // PyYAML implements YAML 1.1, as kubectl's Go YAML does; a typed value shows as
+    // {"type": ...}, so it cannot pass for a string.
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             def plain(o):\n    return {'type': type(o).__name__, 'value': str(o)}\n\
+             print(json.dumps(yaml.safe_load(sys.stdin), default=plain))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with PyYAML (.ci/run installs python3-yaml)");
+    python.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    let read = python.wait_with_output().unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let back: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    for field in ["annotations", "labels"] {
+        assert_eq!(
+            back["metadata"][field],
+            vm["metadata"][field],
+            "{field} as a YAML 1.1 reader sees them; output was:\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    assert_eq!(back["kind"], "VirtualMachine");
+}

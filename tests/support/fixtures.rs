@@ -178,16 +178,26 @@ impl<'a> Ask<'a> {
         }
     }
 
+    /// Runs `f` on the engine request for `v` (CREATE, or UPDATE from `old`).
+    fn with_request<T>(
+        &self,
+        v: &Value,
+        old: Option<&Value>,
+        f: impl FnOnce(&Request<'_>) -> T,
+    ) -> T {
+        let (o, old_o) = (object(v), old.map(object));
+        let operation = match old {
+            Some(_) => Operation::Update,
+            None => Operation::Create,
+        };
+        f(&Self::request(&o, old_o.as_ref(), kind_of(v), &operation))
+    }
+
     /// The mutation of `v` (CREATE, or UPDATE from `old`) and the object it gives.
     pub fn mutate_update(&self, v: &Value, old: Option<&Value>) -> (Mutation, Value) {
-        let (o, old_o) = (object(v), old.map(object));
-        let operation = if old.is_some() {
-            Operation::Update
-        } else {
-            Operation::Create
-        };
-        let req = Self::request(&o, old_o.as_ref(), kind_of(v), &operation);
-        let m = engine::mutate(&req, self.inventory, &self.config).expect("mutates");
+        let m = self.with_request(v, old, |req| {
+            engine::mutate(req, self.inventory, &self.config).expect("mutates")
+        });
         let mut out = v.clone();
         json_patch::patch(&mut out, &m.patch).expect("patch applies");
         (m, out)
@@ -199,14 +209,9 @@ impl<'a> Ask<'a> {
 
     /// The verdict on `v` (CREATE, or UPDATE from `old`).
     pub fn validate_update(&self, v: &Value, old: Option<&Value>) -> Verdict {
-        let (o, old_o) = (object(v), old.map(object));
-        let operation = if old.is_some() {
-            Operation::Update
-        } else {
-            Operation::Create
-        };
-        let req = Self::request(&o, old_o.as_ref(), kind_of(v), &operation);
-        engine::validate(&req, self.inventory, &self.config).expect("validates")
+        self.with_request(v, old, |req| {
+            engine::validate(req, self.inventory, &self.config).expect("validates")
+        })
     }
 
     pub fn validate(&self, v: &Value) -> Verdict {
