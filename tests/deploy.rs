@@ -21,6 +21,9 @@ const DEFAULT_HTTPS_PORT: u64 = 8443;
 const DEFAULT_ADMIN_PORT: u64 = 9090;
 const INJECT_CA: &str = "cert-manager.io/inject-ca-from";
 
+use kube::core::admission::Operation;
+use kubevirt_net_webhook::model::kinds::Kind;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -453,16 +456,29 @@ fn check_common(objects: &[Value]) {
             );
         }
         let rules = w["rules"].as_array().expect("rules");
-        assert!(
-            rules
-                .iter()
-                .any(|r| strs(&r["apiGroups"]) == ["kubevirt.io"]
-                    && strs(&r["apiVersions"]).contains(&"v1")
-                    && strs(&r["resources"]) == ["virtualmachines"]
-                    && strs(&r["operations"]).contains(&"CREATE")
-                    && strs(&r["operations"]).contains(&"UPDATE")),
-            "{kind}: rule for kubevirt.io/v1 virtualmachines CREATE+UPDATE"
-        );
+        // Every kind the webhook decides is registered, with exactly the operations it
+        // decides (SPEC §2.8; the facts come from the code's one place for them).
+        for k in Kind::ALL {
+            let operations: Vec<&str> =
+                [("CREATE", Operation::Create), ("UPDATE", Operation::Update)]
+                    .into_iter()
+                    .filter(|(_, op)| k.decides(op))
+                    .map(|(name, _)| name)
+                    .collect();
+            let rule = rules.iter().find(|r| {
+                strs(&r["apiGroups"]) == [k.group()]
+                    && strs(&r["apiVersions"]).contains(&k.version())
+                    && strs(&r["resources"]).contains(&k.resource())
+            });
+            let rule = rule
+                .unwrap_or_else(|| panic!("{kind}: no rule for {} {}", k.group(), k.resource()));
+            assert_eq!(
+                strs(&rule["operations"]),
+                operations,
+                "{kind}: {}",
+                k.resource()
+            );
+        }
         for r in rules {
             assert!(
                 !strs(&r["resources"]).contains(&"*"),

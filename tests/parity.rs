@@ -155,3 +155,41 @@ async fn server_and_review_give_the_same_answers() {
     assert!(seen_patch, "some case is mutated, so patches are compared");
     assert!(asked >= 35, "{asked}");
 }
+
+#[tokio::test]
+async fn every_kind_is_answered_alike_by_server_and_review() {
+    use kubevirt_net_webhook::model::kinds::Kind;
+    let server = Running::start(|_, _, _| {}).await;
+    let mut http = server.http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut mutated_vmis = 0;
+    for (origin, vm) in case_vms() {
+        for kind in [
+            Kind::VirtualMachineInstance,
+            Kind::VirtualMachineInstanceReplicaSet,
+            Kind::VirtualMachinePool,
+        ] {
+            let object = support::fixtures::as_kind(&vm, kind);
+            let question = admission_review(
+                "admission.k8s.io/v1",
+                "k",
+                "CREATE",
+                Some(&object),
+                None,
+                false,
+            );
+            let from_server = server_answers(&mut http, &question).await;
+            assert_eq!(
+                from_server,
+                review_answers(dir.path(), &question),
+                "{origin} as {kind:?}"
+            );
+            if kind == Kind::VirtualMachineInstance
+                && from_server.0["response"]["patch"].is_string()
+            {
+                mutated_vmis += 1;
+            }
+        }
+    }
+    assert!(mutated_vmis >= 3, "VMIs get MACs: {mutated_vmis}");
+}

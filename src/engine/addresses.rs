@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use super::{Ctx, Verdict, names::list};
 use crate::model::{
     annotations::{self, AddressRequest, GuestRoute, NetworkDataMode},
-    nad::{Nad, NadRef},
+    nad::Nad,
     vm::Network,
 };
 
@@ -160,10 +160,13 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     }
     let mut mine = std::collections::HashMap::new();
     for net in ctx.vm.networks() {
-        let Some(NadRef { namespace, name }) = net.nad_ref(ctx.namespace) else {
+        let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
         };
-        let nad = ctx.inventory.nad(namespace, name);
+        if ctx.forbidden(r) {
+            continue; // denied by the tenant boundary; nothing of the NAD may show
+        }
+        let nad = ctx.nad(r);
         let request = requests.get(&net.name);
         let Some(config) = resolve(request, nad) else {
             continue;
@@ -241,6 +244,9 @@ fn check_network<'n>(
             ));
         } else {
             mine.insert(ip, &net.name);
+        }
+        if ctx.vm.kind.is_shared_template() {
+            continue; // no identity to conflict with; the template rule denies the address
         }
         let me = ctx.me();
         // A VM on a NAD that pins this address, and requests no other, takes it too.

@@ -11,14 +11,17 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         by_name.entry(iface.name.as_str()).or_default().push(i);
     }
     for net in ctx.vm.networks() {
-        let Some(NadRef {
-            namespace: ns,
-            name,
-        }) = net.nad_ref(ctx.namespace)
-        else {
+        let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
         };
-        let Some(nad) = ctx.inventory.nad(ns, name) else {
+        let NadRef {
+            namespace: ns,
+            name,
+        } = r;
+        if ctx.forbidden(r) {
+            continue; // denied by the tenant boundary, whatever the NAD holds
+        }
+        let Some(nad) = ctx.nad(r) else {
             let message = format!(
                 "network {:?} references NetworkAttachmentDefinition {ns}/{name}, which does not exist; create it or fix multus.networkName",
                 net.name

@@ -13,7 +13,6 @@ use super::{
 };
 use crate::model::{
     annotations::{self, NetworkDataMode},
-    nad::NadRef,
     vm::{CloudInitKind, DISKS, VOLUMES},
 };
 
@@ -239,15 +238,10 @@ fn nics(
             };
             let config = match net.nad_ref(ctx.namespace) {
                 None => NicConfig::Pod,
-                Some(NadRef { namespace, name }) => {
-                    match addresses::resolve(
-                        requests.get(&net.name),
-                        ctx.inventory.nad(namespace, name),
-                    ) {
-                        Some(c) => NicConfig::Static(c),
-                        None => NicConfig::Dhcp,
-                    }
-                }
+                Some(r) => match addresses::resolve(requests.get(&net.name), ctx.nad(r)) {
+                    Some(c) => NicConfig::Static(c),
+                    None => NicConfig::Dhcp,
+                },
             };
             Some(Nic {
                 guest_name,

@@ -46,7 +46,11 @@ pub(super) fn assign(
         let mac = match (kept, ctx.vm.name.as_deref()) {
             (Some(kept), _) => kept,
             (None, Some(vm_name)) => {
-                let nad = ctx.nad_of(&iface.name).map(|r| r.to_string());
+                // Other VMs on a NAD this VM may not use must not shape its MAC (SPEC §2.7).
+                let nad = ctx
+                    .nad_of(&iface.name)
+                    .filter(|r| !ctx.forbidden(*r))
+                    .map(|r| r.to_string());
                 let me = ctx.me();
                 mac::derive_free(
                     &ctx.config.mac_prefix,
@@ -120,7 +124,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         } else {
             seen.insert(mac, &iface.name);
         }
-        if let Some(nad) = ctx.nad_of(&iface.name) {
+        if let Some(nad) = ctx.nad_of(&iface.name).filter(|r| !ctx.forbidden(*r)) {
             let nad = nad.to_string();
             if let Some(other) = ctx.inventory.mac_user(&nad, mac, ctx.me()) {
                 verdict.denials.push(format!(

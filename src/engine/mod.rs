@@ -11,6 +11,8 @@
 //! | §2.3 deterministic MACs | [`macs`] | MACs | bad and conflicting MACs |
 //! | §2.4 cloud-init network config | [`cloudinit`], [`guest_names`] | network config | oversized config |
 //! | §2.5 requested addresses | [`addresses`] | (read by cloudinit) | bad and conflicting addresses |
+//! | §2.7 tenant boundary | [`tenancy`] | (forbidden NADs are invisible) | forbidden NAD references |
+//! | §2.8 every kind | [`kinds`] | templates: names only | MACs and addresses in shared templates |
 use kube::core::{DynamicObject, admission::Operation};
 use serde_json::Value;
 
@@ -20,7 +22,7 @@ use crate::{
         annotations,
         config::Config,
         kinds::Kind,
-        nad::NadRef,
+        nad::{Nad, NadRef},
         vm::{self, Vm},
     },
 };
@@ -29,9 +31,11 @@ mod addresses;
 mod binding;
 pub mod cloudinit;
 pub mod guest_names;
+mod kinds;
 mod macs;
 mod names;
 pub mod patch;
+mod tenancy;
 
 use patch::Ops;
 
@@ -126,9 +130,24 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The NAD of the VM network `network`, if it is a Multus network.
+    /// The NAD reference of the VM network `network`, if it is a Multus network.
     fn nad_of(&self, network: &str) -> Option<NadRef<'_>> {
         self.vm.network(network)?.nad_ref(self.namespace)
+    }
+
+    /// The NAD behind `r` as this VM may see it: `None` when it does not exist or when the
+    /// tenant boundary forbids it, so that no rule depends on a forbidden NAD (SPEC §2.7).
+    fn nad(&self, r: NadRef<'_>) -> Option<&'a Nad> {
+        match tenancy::access(self, r) {
+            tenancy::Access::Allowed(nad) => nad,
+            tenancy::Access::Forbidden => None,
+        }
+    }
+
+    /// Whether the tenant boundary forbids `r`: then nothing about it (other VMs on it
+    /// included) may shape an answer.
+    fn forbidden(&self, r: NadRef<'_>) -> bool {
+        matches!(tenancy::access(self, r), tenancy::Access::Forbidden)
     }
 
     /// Whether the user opted this guest out of mutation (SPEC §2.6).
@@ -144,7 +163,7 @@ impl<'a> Ctx<'a> {
 /// then the network config.
 pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Mutation> {
     let mut ctx = Ctx::new(req, inventory, config)?;
-    if ctx.mutation_disabled() {
+    if ctx.mutation_disabled() || kinds::decided_with_its_vm(&ctx.vm) {
         return Ok(Mutation::default());
     }
     let old = match (req.operation, req.old_object) {
@@ -155,8 +174,11 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
     let mut warnings = Vec::new();
     names::reconcile(&mut ctx, &mut ops, &mut warnings);
     names::drop_redundant_multus_annotation(&ctx, &mut ops, &mut warnings);
-    macs::assign(&mut ctx, old.as_ref(), &mut ops, &mut warnings);
-    cloudinit::write(&ctx, &mut ops, &mut warnings);
+    // A shared template has no identity: its replicas get MACs and config when created.
+    if !ctx.vm.kind.is_shared_template() {
+        macs::assign(&mut ctx, old.as_ref(), &mut ops, &mut warnings);
+        cloudinit::write(&ctx, &mut ops, &mut warnings);
+    }
     Ok(Mutation {
         patch: ops.into_patch(),
         warnings,
@@ -167,10 +189,18 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
 pub fn validate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Verdict> {
     let ctx = Ctx::new(req, inventory, config)?;
     let mut verdict = Verdict::default();
+    if kinds::decided_with_its_vm(&ctx.vm) {
+        return Ok(verdict);
+    }
     names::check(&ctx, &mut verdict);
+    tenancy::check(&ctx, &mut verdict);
     binding::check(&ctx, &mut verdict);
-    macs::check(&ctx, &mut verdict);
     addresses::check(&ctx, &mut verdict);
-    cloudinit::check(&ctx, &mut verdict);
+    if ctx.vm.kind.is_shared_template() {
+        kinds::check_shared_template(&ctx, &mut verdict);
+    } else {
+        macs::check(&ctx, &mut verdict);
+        cloudinit::check(&ctx, &mut verdict);
+    }
     Ok(verdict)
 }

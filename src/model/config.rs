@@ -44,6 +44,11 @@ pub struct Config {
     pub incompatible_bridge_cnis: Vec<String>,
     /// Warn or deny on a missing NAD.
     pub missing_network_attachment: MissingNad,
+    /// A VM may reference only NADs of its own namespace, of `globalNadNamespaces`, or shared
+    /// with its namespace (SPEC §2.7), as Multus' `namespaceIsolation`.
+    pub nad_namespace_isolation: bool,
+    /// Namespaces whose NADs every VM may use when `nadNamespaceIsolation` is on.
+    pub global_nad_namespaces: Vec<String>,
 }
 
 impl Default for Config {
@@ -53,6 +58,8 @@ impl Default for Config {
             cluster_salt: String::new(),
             incompatible_bridge_cnis: vec!["macvlan".into(), "ipvlan".into()],
             missing_network_attachment: MissingNad::Warn,
+            nad_namespace_isolation: false,
+            global_nad_namespaces: vec!["default".into()],
         }
     }
 }
@@ -164,12 +171,14 @@ mod tests {
         assert_eq!(c.mac_prefix.bytes(), &[0x02]);
         assert_eq!(c.incompatible_bridge_cnis, ["macvlan", "ipvlan"]);
         assert_eq!(c.missing_network_attachment, MissingNad::Warn);
+        assert!(!c.nad_namespace_isolation);
+        assert_eq!(c.global_nad_namespaces, ["default"]);
     }
 
     #[test]
     fn full_config() {
         let c = Config::from_yaml(
-            "macPrefix: \"0a:58\"\nclusterSalt: prod\nincompatibleBridgeCNIs: [macvlan]\nmissingNetworkAttachment: deny\n",
+            "macPrefix: \"0a:58\"\nclusterSalt: prod\nincompatibleBridgeCNIs: [macvlan]\nmissingNetworkAttachment: deny\nnadNamespaceIsolation: true\nglobalNadNamespaces: [infra, default]\n",
             "x",
         )
         .unwrap();
@@ -177,6 +186,8 @@ mod tests {
         assert_eq!(c.cluster_salt, "prod");
         assert_eq!(c.incompatible_bridge_cnis, ["macvlan"]);
         assert_eq!(c.missing_network_attachment, MissingNad::Deny);
+        assert!(c.nad_namespace_isolation);
+        assert_eq!(c.global_nad_namespaces, ["infra", "default"]);
     }
 
     #[test]
@@ -199,6 +210,8 @@ mod tests {
                 "missingNetworkAttachment: maybe",
                 "missingNetworkAttachment",
             ),
+            ("nadNamespaceIsolation: sometimes", "nadNamespaceIsolation"),
+            ("globalNadNamespaces: infra", "globalNadNamespaces"),
         ] {
             let e = Config::from_yaml(yaml, "c").unwrap_err().to_string();
             assert!(e.contains(needle), "{yaml}: {e}");

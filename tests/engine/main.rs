@@ -6,9 +6,11 @@ mod support;
 mod addresses;
 mod binding;
 mod cloudinit;
+mod kinds;
 mod macs;
 mod names;
 mod opt_out;
+mod tenancy;
 
 #[allow(unused_imports)]
 use kubevirt_net_webhook::{

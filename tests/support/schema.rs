@@ -594,3 +594,36 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
     }
     Ok(out)
 }
+
+/// Validates an object of any KubeVirt kind the webhook reviews (VirtualMachine,
+/// VirtualMachineInstance, VirtualMachineInstanceReplicaSet, VirtualMachinePool) against its
+/// own CRD under `tests/data/crds/`, at the version its `apiVersion` names.
+pub fn validate_object(obj: &Value) -> Result<(), Vec<String>> {
+    type Loaded = &'static (Schema, CrdInfo);
+    static CACHE: OnceLock<std::sync::Mutex<BTreeMap<(String, String), Loaded>>> = OnceLock::new();
+    let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let loaded: Loaded = {
+        let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
+        *cache
+            .entry((kind.clone(), version.to_string()))
+            .or_insert_with(|| {
+                let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                    "tests/data/crds/kubevirt-{}-crd.yaml",
+                    kind.to_lowercase()
+                ));
+                Box::leak(Box::new(Schema::from_crd_file(&path, version)))
+            })
+    };
+    let (schema, info) = loaded;
+    let mut errs = Vec::new();
+    if info.group != group || info.kind != kind {
+        errs.push(format!(
+            "apiVersion/kind: {api_version} {kind} is not {}/{version} {}",
+            info.group, info.kind
+        ));
+    }
+    validate_root(schema, obj, &mut errs);
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}

@@ -1,0 +1,65 @@
+//! Every object that puts a NIC into a guest (SPEC §2.8): what differs by kind. The rules
+//! themselves are the same for all; a VMI that KubeVirt made for a VM was decided with its
+//! VM, and a template shared by replicas may not claim what only one guest can hold.
+use super::{Ctx, Verdict, addresses};
+use crate::model::{
+    kinds::Kind,
+    vm::{INTERFACES, Vm},
+};
+
+/// A VMI created by KubeVirt for a VM: its VM was admitted already.
+pub(super) fn decided_with_its_vm(vm: &Vm) -> bool {
+    vm.kind == Kind::VirtualMachineInstance && vm.owned_by(Kind::VirtualMachine)
+}
+
+/// Denies a MAC or a static address in a template every replica shares.
+pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+    let kind = ctx.vm.kind;
+    if !kind.is_shared_template() {
+        return;
+    }
+    let replicas = match kind {
+        Kind::VirtualMachinePool => {
+            "each VM the pool creates gets its own stable MAC and pool address from the webhook"
+        }
+        _ => {
+            "KubeVirt gives each VMI its own MAC; for stable MACs and addresses use a VirtualMachinePool"
+        }
+    };
+    let field = ctx.vm.spec_field(INTERFACES);
+    for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
+        if let Some(mac) = &iface.mac_address {
+            verdict.denials.push(format!(
+                "interface {:?} ({field}[{i}].macAddress): a {} template is shared by every replica, so each would claim {mac}; remove macAddress: {replicas}",
+                iface.name,
+                kind.name()
+            ));
+        }
+    }
+    let requests = addresses::annotation_requests(ctx).unwrap_or_default();
+    for net in ctx.vm.networks() {
+        let Some(r) = net.nad_ref(ctx.namespace) else {
+            continue;
+        };
+        let from_annotation = requests
+            .get(&net.name)
+            .is_some_and(|r| !r.addresses.is_empty());
+        let pinned = ctx.nad(r).is_some_and(|n| n.ipam.pinned.is_some());
+        if from_annotation || pinned {
+            verdict.denials.push(format!(
+                "network {:?}: a {} template is shared by every replica, so each would claim the same {}; {}",
+                net.name,
+                kind.name(),
+                if from_annotation {
+                    "requested address"
+                } else {
+                    "address, the one NetworkAttachmentDefinition pins"
+                },
+                match kind {
+                    Kind::VirtualMachinePool => "give the NAD an address pool (annotation kubevirt-net-webhook.io/address-pool) instead, so each VM gets its own",
+                    _ => "use a NAD whose IPAM hands out addresses, or a VirtualMachinePool with an address pool",
+                }
+            ));
+        }
+    }
+}
