@@ -114,7 +114,17 @@ fn seed_wukong_static_ip() {
         .iter()
         .find(|v| v.get("cloudInitNoCloud").is_some())
         .expect("cloud-init volume added");
-    assert_eq!(ci["cloudInitNoCloud"]["userData"], "#cloud-config");
+    // SPEC §2.9: the user-data makes cloud-init apply a changed network config at boot.
+    assert_eq!(
+        ci["cloudInitNoCloud"]["userData"],
+        kubevirt_net_webhook::engine::cloudinit::USER_DATA
+    );
+    assert!(
+        ci["cloudInitNoCloud"]["userData"]
+            .as_str()
+            .unwrap()
+            .contains("when: [boot-new-instance, boot]")
+    );
     let disks = vm
         .pointer("/spec/template/spec/domain/devices/disks")
         .unwrap()

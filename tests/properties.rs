@@ -182,7 +182,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn mutation_is_valid_idempotent_and_reapply_stable(input in vm()) {
+    fn mutation_is_valid_idempotent_and_reapply_stable(input in vm(), running in any::<bool>()) {
         let inv = inventory();
         prop_assert!(support::schema::validate_vm(&input).is_ok(), "generator made an invalid VM: {:?}", support::schema::validate_vm(&input));
         let once = apply(&input, None, &inv);
@@ -191,7 +191,18 @@ proptest! {
         }
         let (again, _) = Ask::new(&inv).mutate_update(&once, Some(&once));
         prop_assert!(again.patch.0.is_empty(), "second mutation is not empty: {:?}", again.patch);
-        // `kubectl apply` of the original manifest: lists come back without what we added.
+        // `kubectl apply` of the original manifest: lists come back without what we added;
+        // also once the VM runs (SPEC §2.9), when the config is kept as stored.
+        let (input, once) = if running {
+            let started = |mut v: Value| {
+                v["spec"]["runStrategy"] = json!("Always");
+                v["status"] = json!({"created": true});
+                v
+            };
+            (started(input), started(once))
+        } else {
+            (input, once)
+        };
         let reapplied = apply(&input, Some(&once), &inv);
         prop_assert_eq!(&reapplied, &once);
         // Validation never fails to decide.

@@ -6,17 +6,12 @@ use std::collections::{HashMap, HashSet};
 use super::{Ctx, Ops, Verdict, patch::pointer};
 use crate::model::{
     mac::{self, Mac},
-    vm::{INTERFACES, Vm},
+    vm::{INTERFACES, Source},
 };
 
 /// Gives every MAC-carrying interface without `macAddress` one: its old one on UPDATE, else the
 /// derived one that no other VM on the same NAD (and no other NIC of this VM) uses.
-pub(super) fn assign(
-    ctx: &mut Ctx<'_>,
-    old: Option<&Vm>,
-    ops: &mut Ops,
-    warnings: &mut Vec<String>,
-) {
+pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String>) {
     let mut used: HashSet<Mac> = ctx
         .vm
         .interfaces()
@@ -25,24 +20,29 @@ pub(super) fn assign(
         .collect();
     let mut assigned = Vec::new();
     let mut anonymous = Vec::new();
-    let old_macs: HashMap<&str, &str> = old
+    // Kept by interface name, so that a NAD swap or a re-applied manifest keeps the MAC.
+    let old_macs: HashMap<String, String> = ctx
+        .old
+        .as_ref()
         .map(|o| {
             o.interfaces()
                 .iter()
-                .filter_map(|oi| Some((oi.name.as_str(), oi.mac_address.as_deref()?)))
+                .filter_map(|oi| Some((oi.name.clone(), oi.mac_address.clone()?)))
                 .collect()
         })
         .unwrap_or_default();
     let base = ctx.vm.spec_pointer(INTERFACES);
     for i in 0..ctx.vm.interfaces().len() {
         let iface = &ctx.vm.interfaces()[i];
+        // Unknown bindings and network sources pass through untouched (SPEC §2.9).
+        let source = ctx.vm.network(&iface.name).map(|n| n.source());
         if iface.mac_address.is_some()
             || !iface.binding().carries_mac()
-            || ctx.vm.network(&iface.name).is_none()
+            || !matches!(source, Some(Source::Pod | Source::Multus))
         {
             continue;
         }
-        let kept = old_macs.get(iface.name.as_str()).map(|m| m.to_string());
+        let kept = old_macs.get(iface.name.as_str()).cloned();
         let mac = match (kept, ctx.vm.name.as_deref()) {
             (Some(kept), _) => kept,
             (None, Some(vm_name)) => {
@@ -116,6 +116,12 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
                 "{at}: {mac} {why}; use a unicast, locally administered MAC like 02:1a:2b:3c:4d:5e, or remove it to get a generated one"
             ));
             continue;
+        }
+        if mac.0 >> 40 == 0xfe {
+            // KubeVirt accepts it, but libvirt gives its tap devices fe:… MACs.
+            verdict.warnings.push(format!(
+                "{at}: {mac} starts with fe, which libvirt reserves for the host side of tap devices; the guest may get no traffic. Use a MAC starting with 02, or remove it to get a generated one"
+            ));
         }
         if let Some(other) = seen.get(&mac) {
             verdict.denials.push(format!(

@@ -92,6 +92,8 @@ impl Verdict {
 /// The facts every rule reads.
 struct Ctx<'a> {
     vm: Vm,
+    /// The stored object, on UPDATE (when it decodes).
+    old: Option<Vm>,
     /// The object as sent (without `metadata`), for patch paths that depend on which fields
     /// are present.
     raw: &'a Value,
@@ -102,11 +104,16 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(req: &Request<'a>, inventory: &'a Inventory, config: &'a Config) -> Result<Self> {
+        let old = match (req.operation, req.old_object) {
+            (Operation::Update, Some(old)) => Vm::from_object(req.kind, old).ok(),
+            _ => None,
+        };
         Ok(Self {
             vm: Vm::from_object(req.kind, req.object).map_err(|source| Error::Decode {
                 kind: req.kind.name(),
                 source,
             })?,
+            old,
             raw: &req.object.data,
             namespace: req.namespace,
             inventory,
@@ -150,6 +157,22 @@ impl<'a> Ctx<'a> {
         matches!(tenancy::access(self, r), tenancy::Access::Forbidden)
     }
 
+    /// An UPDATE of a VM that runs and stays running (SPEC §2.9): its VMI exists (the stored
+    /// object's `status.created`) and the update does not stop it. KubeVirt marks such a VM
+    /// `RestartRequired` when its cloud-init volume changes.
+    fn running_update(&self) -> bool {
+        self.old.as_ref().is_some_and(|old| old.created) && !self.vm.halted
+    }
+
+    /// `namespace/name`, as the managed marker names the VM.
+    fn identity(&self) -> String {
+        format!(
+            "{}/{}",
+            self.namespace,
+            self.vm.name.as_deref().unwrap_or("")
+        )
+    }
+
     /// Whether the user opted this guest out of mutation (SPEC §2.6).
     fn mutation_disabled(&self) -> bool {
         self.vm.annotation(annotations::MUTATE).map(str::trim) == Some("false")
@@ -166,18 +189,14 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
     if ctx.mutation_disabled() || kinds::decided_with_its_vm(&ctx.vm) {
         return Ok(Mutation::default());
     }
-    let old = match (req.operation, req.old_object) {
-        (Operation::Update, Some(old)) => Vm::from_object(req.kind, old).ok(),
-        _ => None,
-    };
     let mut ops = Ops::default();
     let mut warnings = Vec::new();
     names::reconcile(&mut ctx, &mut ops, &mut warnings);
     names::drop_redundant_multus_annotation(&ctx, &mut ops, &mut warnings);
     // A shared template has no identity: its replicas get MACs and config when created.
     if !ctx.vm.kind.is_shared_template() {
-        macs::assign(&mut ctx, old.as_ref(), &mut ops, &mut warnings);
-        cloudinit::write(&ctx, &mut ops, &mut warnings);
+        macs::assign(&mut ctx, &mut ops, &mut warnings);
+        cloudinit::write(&mut ctx, &mut ops, &mut warnings);
     }
     Ok(Mutation {
         patch: ops.into_patch(),

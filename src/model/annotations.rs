@@ -19,6 +19,9 @@ pub const IGNORE: &str = "kubevirt-net-webhook.io/ignore";
 pub const SHARED_WITH: &str = "kubevirt-net-webhook.io/shared-with";
 /// NAD annotation: the address pool of the NAD (SPEC §2.10).
 pub const ADDRESS_POOL: &str = "kubevirt-net-webhook.io/address-pool";
+/// On a VM with a ConfigDrive volume: `NAMESPACE/NAME sha256:DIGEST` of the
+/// `network_data.json` the webhook wrote (JSON has no room for a marker, SPEC §2.9).
+pub const MANAGED_NETWORK_DATA: &str = "kubevirt-net-webhook.io/managed-network-data";
 /// Multus' own pod annotation, which KubeVirt writes on the launcher pod itself.
 pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 

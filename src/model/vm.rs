@@ -44,6 +44,8 @@ pub struct Vm {
     pub owners: Vec<(String, String)>,
     /// `status.created`: a VM whose VMI exists (SPEC §2.9).
     pub created: bool,
+    /// A VM spec that asks for the VM to be stopped (`runStrategy: Halted`, `running: false`).
+    pub halted: bool,
     pub spec: VmiSpec,
 }
 
@@ -58,6 +60,16 @@ struct TemplateMeta {
 struct Status {
     #[serde(default)]
     created: Option<bool>,
+}
+
+/// How a VM spec asks the VM to run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunSpec {
+    #[serde(default)]
+    running: Option<bool>,
+    #[serde(default)]
+    run_strategy: Option<String>,
 }
 
 /// Decodes the value at `pointer` of `data` (missing or `null`: the default), naming the
@@ -106,10 +118,13 @@ impl Vm {
         };
         let (annotations, has_annotations) = meta_at(layout.vm_meta)?;
         let (pod_annotations, _) = meta_at(layout.pod_meta)?;
-        let status: Status = if kind == Kind::VirtualMachine {
-            decode_at(data, "/status", false)?
+        let (status, run): (Status, RunSpec) = if kind == Kind::VirtualMachine {
+            (
+                decode_at(data, "/status", false)?,
+                decode_at(data, "/spec", false)?,
+            )
         } else {
-            Status::default()
+            Default::default()
         };
         Ok(Self {
             kind,
@@ -127,6 +142,7 @@ impl Vm {
                 .map(|o| (o.api_version.clone(), o.kind.clone()))
                 .collect(),
             created: status.created.unwrap_or(false),
+            halted: run.running == Some(false) || run.run_strategy.as_deref() == Some("Halted"),
             spec: decode_at(data, layout.spec, true)?,
         })
     }
@@ -207,6 +223,8 @@ pub struct Named {
 pub struct Interface {
     pub name: String,
     pub mac_address: Option<String>,
+    /// `absent` while KubeVirt hot-unplugs the interface (SPEC §2.9).
+    pub state: Option<String>,
     pub bridge: Option<Value>,
     pub masquerade: Option<Value>,
     pub sriov: Option<Value>,
@@ -241,6 +259,13 @@ impl Interface {
     }
 }
 
+impl Interface {
+    /// Being hot-unplugged: the guest loses this NIC.
+    pub fn is_absent(&self) -> bool {
+        self.state.as_deref() == Some("absent")
+    }
+}
+
 impl Binding<'_> {
     /// Bindings whose guest NIC carries a MAC the VM spec controls (SPEC §2.3).
     pub fn carries_mac(self) -> bool {
@@ -261,7 +286,28 @@ pub struct Multus {
     pub network_name: String,
 }
 
+/// Where a network comes from, as far as the engine cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The pod network.
+    Pod,
+    /// A Multus NetworkAttachmentDefinition.
+    Multus,
+    /// Anything else (`resourceClaim`, future sources): passed through untouched.
+    Other,
+}
+
 impl Network {
+    pub fn source(&self) -> Source {
+        if self.multus.is_some() {
+            Source::Multus
+        } else if self.pod.is_some() {
+            Source::Pod
+        } else {
+            Source::Other
+        }
+    }
+
     /// The NAD this network attaches to; `vm_namespace` is the default namespace.
     pub fn nad_ref<'a>(&'a self, vm_namespace: &'a str) -> Option<NadRef<'a>> {
         let multus = self.multus.as_ref()?;
@@ -436,7 +482,7 @@ mod tests {
     fn running_and_owners() {
         let v = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a", "ownerReferences": [{"apiVersion": "pool.kubevirt.io/v1beta1", "kind": "VirtualMachinePool", "name": "p", "uid": "u"}]}, "spec": {"template": {"spec": {}}}, "status": {"created": true}});
         let vm = Vm::from_value(&v).unwrap();
-        assert!(vm.created);
+        assert!(vm.created && !vm.halted);
         assert!(vm.owned_by(Kind::VirtualMachinePool));
         assert!(!vm.owned_by(Kind::VirtualMachine));
     }

@@ -6,6 +6,7 @@ mod support;
 mod addresses;
 mod binding;
 mod cloudinit;
+mod day_two;
 mod kinds;
 mod macs;
 mod names;
