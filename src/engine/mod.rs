@@ -13,6 +13,7 @@
 //! | §2.5 requested addresses | [`addresses`] | (read by cloudinit) | bad and conflicting addresses |
 //! | §2.7 tenant boundary | [`tenancy`] | (forbidden NADs are invisible) | forbidden NAD references |
 //! | §2.8 every kind | [`kinds`] | templates: names only | MACs and addresses in shared templates |
+//! | limits | [`limits`] | nothing beyond them (warning) | beyond them |
 use kube::core::{DynamicObject, admission::Operation};
 use serde_json::Value;
 
@@ -32,6 +33,7 @@ mod binding;
 pub mod cloudinit;
 pub mod guest_names;
 mod kinds;
+mod limits;
 mod macs;
 mod names;
 pub mod patch;
@@ -189,6 +191,12 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
     if ctx.mutation_disabled() || kinds::decided_with_its_vm(&ctx.vm) {
         return Ok(Mutation::default());
     }
+    if let Some(what) = limits::exceeded(&ctx) {
+        return Ok(Mutation {
+            patch: json_patch::Patch(vec![]),
+            warnings: vec![format!("not mutated: {what}")],
+        });
+    }
     let mut ops = Ops::default();
     let mut warnings = Vec::new();
     names::reconcile(&mut ctx, &mut ops, &mut warnings);
@@ -208,7 +216,7 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
 pub fn validate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Verdict> {
     let ctx = Ctx::new(req, inventory, config)?;
     let mut verdict = Verdict::default();
-    if kinds::decided_with_its_vm(&ctx.vm) {
+    if kinds::decided_with_its_vm(&ctx.vm) || !limits::check(&ctx, &mut verdict) {
         return Ok(verdict);
     }
     names::check(&ctx, &mut verdict);

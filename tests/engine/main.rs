@@ -8,6 +8,7 @@ mod binding;
 mod cloudinit;
 mod day_two;
 mod kinds;
+mod limits;
 mod macs;
 mod names;
 mod opt_out;
