@@ -13,6 +13,7 @@
 //! | §2.5 requested addresses | [`addresses`] | (read by cloudinit) | bad and conflicting addresses |
 //! | §2.7 tenant boundary | [`tenancy`] | (forbidden NADs are invisible) | forbidden NAD references |
 //! | §2.8 every kind | [`kinds`] | templates: names only | MACs and addresses in shared templates |
+//! | §2.10 address pools | [`pools`] | pool addresses into the networks annotation | full pools |
 use kube::core::{DynamicObject, admission::Operation};
 use serde_json::Value;
 
@@ -35,6 +36,7 @@ mod kinds;
 mod macs;
 mod names;
 pub mod patch;
+pub mod pools;
 mod tenancy;
 
 use patch::Ops;
@@ -156,20 +158,26 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The stored object of an UPDATE, when it decodes.
+fn old_vm(req: &Request<'_>) -> Option<Vm> {
+    match (req.operation, req.old_object) {
+        (Operation::Update, Some(old)) => Vm::from_object(req.kind, old).ok(),
+        _ => None,
+    }
+}
+
 /// `/mutate`: renames, MACs, cloud-init network config. Never denies.
 ///
 /// The rules run in this order, each seeing what the previous ones changed: names first (the
 /// others pair interfaces with networks by name), then MACs (the network config matches them),
-/// then the network config.
+/// then pool addresses (written where the network config reads requested addresses), then the
+/// network config.
 pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Mutation> {
     let mut ctx = Ctx::new(req, inventory, config)?;
     if ctx.mutation_disabled() || kinds::decided_with_its_vm(&ctx.vm) {
         return Ok(Mutation::default());
     }
-    let old = match (req.operation, req.old_object) {
-        (Operation::Update, Some(old)) => Vm::from_object(req.kind, old).ok(),
-        _ => None,
-    };
+    let old = old_vm(req);
     let mut ops = Ops::default();
     let mut warnings = Vec::new();
     names::reconcile(&mut ctx, &mut ops, &mut warnings);
@@ -177,6 +185,7 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
     // A shared template has no identity: its replicas get MACs and config when created.
     if !ctx.vm.kind.is_shared_template() {
         macs::assign(&mut ctx, old.as_ref(), &mut ops, &mut warnings);
+        pools::assign(&mut ctx, old.as_ref(), &mut ops, &mut warnings);
         cloudinit::write(&ctx, &mut ops, &mut warnings);
     }
     Ok(Mutation {
@@ -192,6 +201,7 @@ pub fn validate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Re
     if kinds::decided_with_its_vm(&ctx.vm) {
         return Ok(verdict);
     }
+    let old = old_vm(req);
     names::check(&ctx, &mut verdict);
     tenancy::check(&ctx, &mut verdict);
     binding::check(&ctx, &mut verdict);
@@ -200,6 +210,7 @@ pub fn validate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Re
         kinds::check_shared_template(&ctx, &mut verdict);
     } else {
         macs::check(&ctx, &mut verdict);
+        pools::check(&ctx, old.as_ref(), &mut verdict);
         cloudinit::check(&ctx, &mut verdict);
     }
     Ok(verdict)

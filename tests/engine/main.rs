@@ -10,6 +10,7 @@ mod kinds;
 mod macs;
 mod names;
 mod opt_out;
+mod pools;
 mod tenancy;
 
 #[allow(unused_imports)]
