@@ -171,11 +171,12 @@ impl<K: std::hash::Hash + Eq + Clone> Owners<K> {
     }
 }
 
+/// One NIC as the cache keeps it: 32 bytes (a MAC as 6 bytes, not `Mac`'s 16 with its tag).
 #[derive(Debug)]
 struct Nic {
-    net: u32,
-    mac: Option<Mac>,
     addresses: Box<[IpAddr]>,
+    net: u32,
+    mac: Option<[u8; 6]>,
     wants_pinned: bool,
 }
 
@@ -185,10 +186,10 @@ struct Slot {
     nics: Box<[Nic]>,
 }
 
-/// The addresses held on one NAD as runs of consecutive addresses (first → last), so that
-/// the next free address after a long taken stretch is found in one step (SPEC §2.10: a
-/// nearly full pool). Random addresses cost one entry each (8 bytes for IPv4), a filled
-/// stretch one entry in all.
+/// The addresses held on one NAD as stretches of two or more consecutive addresses
+/// (first → last), so that the next free address after a long taken stretch is found in one
+/// step (SPEC §2.10: a nearly full pool). A lone address costs nothing here (the owner index
+/// knows it); a filled stretch costs one entry.
 #[derive(Debug, Default)]
 struct Runs {
     v4: BTreeMap<u32, u32>,
@@ -219,7 +220,7 @@ impl Point for u128 {
     }
 }
 
-/// The run of `runs` holding `x`: `(first, last)`.
+/// The stretch of `runs` holding `x`: `(first, last)`.
 fn run_of<T: Point>(runs: &BTreeMap<T, T>, x: T) -> Option<(T, T)> {
     runs.range(..=x)
         .next_back()
@@ -227,41 +228,43 @@ fn run_of<T: Point>(runs: &BTreeMap<T, T>, x: T) -> Option<(T, T)> {
         .map(|(first, last)| (*first, *last))
 }
 
-/// Adds `x` to `runs`, joining the runs on either side.
-fn run_insert<T: Point>(runs: &mut BTreeMap<T, T>, x: T) {
-    if run_of(runs, x).is_some() {
-        return;
-    }
-    let left = x
-        .pred()
-        .and_then(|p| run_of(runs, p))
-        .map(|(first, _)| first);
-    let right = x.succ().and_then(|n| runs.remove(&n));
-    match left {
-        Some(first) => runs.insert(first, right.unwrap_or(x)),
-        None => runs.insert(x, right.unwrap_or(x)),
+/// `x` has just become held (`held` tells which addresses are, `x` included): joins it with
+/// the held addresses on either side.
+fn run_insert<T: Point>(runs: &mut BTreeMap<T, T>, x: T, held: impl Fn(T) -> bool) {
+    let first = match x.pred().filter(|p| held(*p)) {
+        Some(p) => run_of(runs, p).map_or(p, |(first, _)| first),
+        None => x,
     };
+    let last = match x.succ().filter(|n| held(*n)) {
+        Some(n) => runs.remove(&n).unwrap_or(n),
+        None => x,
+    };
+    if first != last {
+        runs.insert(first, last);
+    }
 }
 
-/// Removes `x` from `runs`, splitting its run.
+/// `x` is no longer held: splits its stretch, dropping pieces of one address.
 fn run_remove<T: Point>(runs: &mut BTreeMap<T, T>, x: T) {
     let Some((first, last)) = run_of(runs, x) else {
         return;
     };
     runs.remove(&first);
-    if let Some(p) = x.pred().filter(|p| *p >= first) {
+    if let Some(p) = x.pred().filter(|p| *p > first) {
         runs.insert(first, p);
     }
-    if let Some(n) = x.succ().filter(|n| *n <= last) {
+    if let Some(n) = x.succ().filter(|n| *n < last) {
         runs.insert(n, last);
     }
 }
 
 impl Runs {
-    fn insert(&mut self, ip: IpAddr) {
+    fn insert(&mut self, ip: IpAddr, held: impl Fn(IpAddr) -> bool) {
         match ip {
-            IpAddr::V4(a) => run_insert(&mut self.v4, u32::from(a)),
-            IpAddr::V6(a) => run_insert(&mut self.v6, u128::from(a)),
+            IpAddr::V4(a) => run_insert(&mut self.v4, u32::from(a), |x| held(IpAddr::V4(x.into()))),
+            IpAddr::V6(a) => {
+                run_insert(&mut self.v6, u128::from(a), |x| held(IpAddr::V6(x.into())))
+            }
         }
     }
 
@@ -272,7 +275,7 @@ impl Runs {
         }
     }
 
-    /// The last address of the run holding `ip`.
+    /// The last address of the stretch holding `ip`, if it is in one.
     fn last_of(&self, ip: IpAddr) -> Option<IpAddr> {
         match ip {
             IpAddr::V4(a) => run_of(&self.v4, u32::from(a)).map(|(_, l)| IpAddr::V4(l.into())),
@@ -282,6 +285,60 @@ impl Runs {
 
     fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
+/// The owners of each address on each NAD, IPv4 and IPv6 apart: an IPv4 entry takes 12
+/// bytes, not the 28 of a key holding an `IpAddr`.
+#[derive(Debug, Default)]
+struct AddressOwners {
+    v4: Owners<(u32, u32)>,
+    v6: Owners<(u32, [u8; 16])>,
+}
+
+impl AddressOwners {
+    fn add(&mut self, net: u32, ip: IpAddr, id: u32) -> Added {
+        match ip {
+            IpAddr::V4(a) => self.v4.add((net, a.into()), id),
+            IpAddr::V6(a) => self.v6.add((net, a.octets()), id),
+        }
+    }
+
+    fn remove(&mut self, net: u32, ip: IpAddr, id: u32) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.v4.remove(&(net, a.into()), id),
+            IpAddr::V6(a) => self.v6.remove(&(net, a.octets()), id),
+        }
+    }
+
+    fn other_than(&self, net: u32, ip: IpAddr, me: Option<u32>) -> Option<u32> {
+        match ip {
+            IpAddr::V4(a) => self.v4.other_than(&(net, a.into()), me),
+            IpAddr::V6(a) => self.v6.other_than(&(net, a.octets()), me),
+        }
+    }
+
+    fn held(&self, net: u32, ip: IpAddr) -> bool {
+        self.other_than(net, ip, None).is_some()
+    }
+
+    fn all(&self, net: u32, ip: IpAddr) -> Vec<u32> {
+        match ip {
+            IpAddr::V4(a) => self.v4.all(&(net, a.into())).collect(),
+            IpAddr::V6(a) => self.v6.all(&(net, a.octets())).collect(),
+        }
+    }
+
+    fn shared(&self) -> usize {
+        self.v4.shared() + self.v6.shared()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        [self.v4.first.is_empty(), self.v4.more.is_empty()]
+            .into_iter()
+            .chain([self.v6.first.is_empty(), self.v6.more.is_empty()])
+            .all(|e| e)
     }
 }
 
@@ -355,8 +412,8 @@ pub struct Inventory {
     free: Vec<u32>,
     ids: HashMap<Arc<str>, u32>,
     macs: Owners<(u32, [u8; 6])>,
-    addresses: Owners<(u32, IpAddr)>,
-    /// Per NAD, the addresses held, as runs.
+    addresses: AddressOwners,
+    /// Per NAD, the stretches of consecutive addresses held.
     runs: HashMap<u32, Runs>,
     /// Per NAD, the VMs with a NIC that requested no address (they take a pinned one).
     /// Ordered by id: adding, removing and finding another VM are logarithmic, however many
@@ -370,6 +427,10 @@ pub struct Inventory {
 fn mac_key(net: u32, mac: Mac) -> (u32, [u8; 6]) {
     let b = mac.0.to_be_bytes();
     (net, [b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+fn mac_bytes(mac: Mac) -> [u8; 6] {
+    mac_key(0, mac).1
 }
 
 fn mac_of(bytes: [u8; 6]) -> Mac {
@@ -450,7 +511,7 @@ impl Inventory {
                 let net = self.net_id(&p.nad);
                 Nic {
                     net,
-                    mac: p.mac,
+                    mac: p.mac.map(mac_bytes),
                     addresses: p.addresses.into(),
                     wants_pinned: p.wants_pinned,
                 }
@@ -458,15 +519,20 @@ impl Inventory {
             .collect();
         let mut shared = Vec::new();
         for nic in nics.iter() {
-            if let Some(mac) = nic.mac {
-                let k = mac_key(nic.net, mac);
-                if self.macs.add(k, id) == Added::Shared {
-                    shared.push(Claim::Mac(k.0, k.1));
-                }
+            if let Some(mac) = nic.mac
+                && self.macs.add((nic.net, mac), id) == Added::Shared
+            {
+                shared.push(Claim::Mac(nic.net, mac));
             }
             for a in nic.addresses.iter() {
-                match self.addresses.add((nic.net, *a), id) {
-                    Added::New => self.runs.entry(nic.net).or_default().insert(*a),
+                match self.addresses.add(nic.net, *a, id) {
+                    Added::New => {
+                        let owners = &self.addresses;
+                        self.runs
+                            .entry(nic.net)
+                            .or_default()
+                            .insert(*a, |x| owners.held(nic.net, x));
+                    }
                     Added::Shared => shared.push(Claim::Address(nic.net, *a)),
                     Added::Already => {}
                 }
@@ -493,10 +559,10 @@ impl Inventory {
         };
         for nic in slot.nics.iter() {
             if let Some(mac) = nic.mac {
-                self.macs.remove(&mac_key(nic.net, mac), id);
+                self.macs.remove(&(nic.net, mac), id);
             }
             for a in nic.addresses.iter() {
-                if self.addresses.remove(&(nic.net, *a), id)
+                if self.addresses.remove(nic.net, *a, id)
                     && let Entry::Occupied(mut runs) = self.runs.entry(nic.net)
                 {
                     runs.get_mut().remove(*a);
@@ -582,8 +648,10 @@ impl Inventory {
 
     /// Another VM that requested `address` on `nad`.
     pub fn address_user(&self, nad: &str, address: IpAddr, me: VmName<'_>) -> Option<VmName<'_>> {
-        let net = self.net_ids.get(nad).copied();
-        self.lookup(&self.addresses, net.map(|n| (n, address)), me)
+        let net = self.net_ids.get(nad)?;
+        self.addresses
+            .other_than(*net, address, self.id_of(me))
+            .map(|id| self.name_of(id))
     }
 
     /// Another VM on `nad` that requested no address, and so takes the NAD's pinned one.
@@ -599,7 +667,15 @@ impl Inventory {
     /// free pool address is after it). Any VM counts, `me` included.
     pub fn held_through(&self, nad: &str, address: IpAddr) -> Option<IpAddr> {
         let net = self.net_ids.get(nad)?;
-        self.runs.get(net)?.last_of(address)
+        if !self.addresses.held(*net, address) {
+            return None;
+        }
+        Some(
+            self.runs
+                .get(net)
+                .and_then(|r| r.last_of(address))
+                .unwrap_or(address),
+        )
     }
 
     /// The addresses `me` holds on `nad` (the cache's view of it, before this request).
@@ -648,10 +724,7 @@ impl Inventory {
             .iter()
             .flat_map(|slot| slot.nics.iter())
             .flat_map(|nic| {
-                let mac = nic.mac.map(|m| {
-                    let k = mac_key(nic.net, m);
-                    Claim::Mac(k.0, k.1)
-                });
+                let mac = nic.mac.map(|m| Claim::Mac(nic.net, m));
                 mac.into_iter().chain(
                     nic.addresses
                         .iter()
@@ -674,7 +747,7 @@ impl Inventory {
                 ConflictKind::Address,
                 net,
                 a.to_string(),
-                self.addresses.all(&(net, a)).collect(),
+                self.addresses.all(net, a),
             ),
         };
         let name = |id: u32| {
@@ -857,33 +930,43 @@ mod tests {
         );
         inv.remove_vm("b", "r");
         assert!(inv.macs.first.is_empty() && inv.macs.more.is_empty());
-        assert!(inv.addresses.first.is_empty() && inv.addresses.more.is_empty());
+        assert!(inv.addresses.is_empty());
         assert!(inv.pinned.is_empty() && inv.runs.is_empty());
     }
 
     #[test]
     fn runs_join_and_split() {
+        let mut held = BTreeSet::new();
         let mut runs = BTreeMap::new();
-        for x in [5u32, 7, 6, 1, 2, 9] {
-            run_insert(&mut runs, x);
+        let mut hold = |runs: &mut BTreeMap<u32, u32>, x: u32| {
+            held.insert(x);
+            let h = held.clone();
+            run_insert(runs, x, |y| h.contains(&y));
+        };
+        for x in [5u32, 7, 1, 9] {
+            hold(&mut runs, x);
         }
-        assert_eq!(runs, BTreeMap::from([(1, 2), (5, 7), (9, 9)]));
-        run_insert(&mut runs, 8);
+        assert!(runs.is_empty(), "lone addresses cost nothing: {runs:?}");
+        hold(&mut runs, 6);
+        hold(&mut runs, 2);
+        assert_eq!(runs, BTreeMap::from([(1, 2), (5, 7)]));
+        hold(&mut runs, 8);
         assert_eq!(runs, BTreeMap::from([(1, 2), (5, 9)]));
         run_remove(&mut runs, 7);
         assert_eq!(runs, BTreeMap::from([(1, 2), (5, 6), (8, 9)]));
         run_remove(&mut runs, 5);
         run_remove(&mut runs, 9);
         run_remove(&mut runs, 3);
-        assert_eq!(runs, BTreeMap::from([(1, 2), (6, 6), (8, 8)]));
+        assert_eq!(runs, BTreeMap::from([(1, 2)]));
+        run_remove(&mut runs, 1);
+        assert!(runs.is_empty());
         let mut edge = BTreeMap::new();
-        run_insert(&mut edge, u32::MAX);
-        run_insert(&mut edge, 0u32);
-        run_insert(&mut edge, u32::MAX - 1);
-        assert_eq!(edge, BTreeMap::from([(0, 0), (u32::MAX - 1, u32::MAX)]));
+        let all = |_: u32| true;
+        run_insert(&mut edge, u32::MAX, all);
+        run_insert(&mut edge, 0u32, |y| y == 0);
+        assert_eq!(edge, BTreeMap::from([(u32::MAX - 1, u32::MAX)]));
         run_remove(&mut edge, u32::MAX);
-        run_remove(&mut edge, 0);
-        assert_eq!(edge, BTreeMap::from([(u32::MAX - 1, u32::MAX - 1)]));
+        assert!(edge.is_empty());
     }
 
     #[test]
