@@ -591,3 +591,40 @@ fn two_replicas_racing_admit_both_and_the_caches_count_the_conflict() {
         ],
     );
 }
+
+#[test]
+fn the_scan_past_a_taken_stretch_stops_at_what_the_vm_itself_holds() {
+    // .100, .101 and .103 are another VM's; .102 is this VM's own in the cache (a network
+    // it had before): the stretch .100-.103 is held, but .102 is free for this VM.
+    let mut inv = inventory_with([pool_nad(NS, "br", "10.10.0.100-10.10.0.103")]);
+    let mut other = in_namespace(
+        with_request(
+            "other",
+            "team-a/br",
+            r#"{"ext": {"addresses": ["10.10.0.100/24", "10.10.0.101/24", "10.10.0.103/24"]}}"#,
+        ),
+        "team-b",
+    );
+    other["metadata"]["name"] = json!("other");
+    remember(&mut inv, &other);
+    // A name whose 16 attempts all hit the other VM's addresses, so the scan decides.
+    let name = (0..10_000)
+        .map(|k| format!("web-{k}"))
+        .find(|name| (0..16).all(|n| index(NS, name, n, 4) != 2))
+        .expect("a name");
+    let before = vm(
+        &name,
+        json!([{"name": "ext", "bridge": {}}, {"name": "old", "bridge": {}}]),
+        json!([{"name": "ext", "multus": {"networkName": "br"}}, {"name": "old", "multus": {"networkName": "br"}}]),
+    );
+    remember(
+        &mut inv,
+        &annotate(
+            before,
+            NETWORKS,
+            r#"{"old": "10.10.0.102/24", "ext": "dhcp"}"#,
+        ),
+    );
+    let (_, out) = admitted(&inv, &two_nic(&name, "br"));
+    assert_eq!(ext_address(&out).as_deref(), Some("10.10.0.102/24"));
+}
