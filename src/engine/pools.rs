@@ -104,9 +104,9 @@ pub fn allocate(
 /// What the pool gives one network of the VM.
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
-    /// The addresses to write, one per family of the pool, IPv4 first; `kept` of them came
-    /// from the stored object.
-    Assigned { addresses: Vec<IpNet>, kept: usize },
+    /// The addresses to write, one per family of the pool, IPv4 first (kept from the stored
+    /// object, or new).
+    Assigned { addresses: Vec<IpNet> },
     /// The pool of one family has no free address.
     Full {
         family: Family,
@@ -246,7 +246,7 @@ fn plan(ctx: &Ctx<'_>, old: Option<&Vm>) -> Vec<Need> {
             &gateways,
             &mine,
         );
-        if let Outcome::Assigned { addresses, .. } = &outcome {
+        if let Outcome::Assigned { addresses } = &outcome {
             mine.extend(addresses.iter().map(IpNet::addr));
         }
         needs.push(need(outcome));
@@ -267,11 +267,9 @@ fn assign_network(
 ) -> Outcome {
     let me = ctx.me();
     let mut addresses = Vec::new();
-    let mut kept = 0;
     for block in pool.blocks() {
         if let Some(old) = kept_from.iter().find(|a| block.span_of(a.addr()).is_some()) {
             addresses.push(*old);
-            kept += 1;
             continue;
         }
         let family = block.family;
@@ -307,7 +305,7 @@ fn assign_network(
             }
         }
     }
-    Outcome::Assigned { addresses, kept }
+    Outcome::Assigned { addresses }
 }
 
 /// The annotation text with `assigned` merged in: a network without an entry gets the
@@ -354,7 +352,7 @@ pub(super) fn assign(
     let mut bad_pools: Vec<(&str, String)> = Vec::new();
     for need in &needs {
         match &need.outcome {
-            Outcome::Assigned { addresses, .. } => {
+            Outcome::Assigned { addresses } => {
                 assigned.push((&need.network, addresses));
                 let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
                 listed.push(format!(
