@@ -1,11 +1,12 @@
-//! Engine speed: `/mutate` + `/validate` decisions for a 3-NIC and a 20-NIC VM.
+//! Engine speed: `/mutate` + `/validate` decisions for a 3-NIC and a 20-NIC VM, and `/mutate`
+//! allocating from a /16 address pool with 60,000 addresses taken (SPEC §2.10).
 //! Run with `cargo bench --bench engine`.
 use criterion::{Criterion, criterion_group, criterion_main};
 use kube::core::admission::Operation;
 use kubevirt_net_webhook::{
-    engine::{self, Request},
+    engine::{self, Request, pools},
     inventory::Inventory,
-    model::{config::Config, kinds::Kind, nad::Nad},
+    model::{config::Config, identity::Identity, kinds::Kind, nad::Nad},
 };
 
 #[path = "../tests/support/fixtures.rs"]
@@ -45,6 +46,65 @@ fn vm(secondaries: usize) -> (Value, Inventory) {
     (vm, inv)
 }
 
+/// Addresses held in the /16 pool.
+const TAKEN: u32 = 60_000;
+
+/// A VM with one NIC on a NAD whose pool is all of 10.50.0.0/16, and 60,000 other VMs holding
+/// an address of it each: spread over the pool (`contiguous: false`, as allocations land),
+/// or the first 60,000 hosts in a row (addresses handed out in order by some other tool).
+/// For the row, the VM is one whose 16 attempts all hit taken addresses, so the allocation
+/// has to find the next free address after a long taken stretch.
+fn pool_vm(contiguous: bool) -> (Value, Inventory) {
+    let mut inv = Inventory::new();
+    let mut nad = Nad::from_config(
+        "bench",
+        "pool16",
+        r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.50.0.0/16","gateway":"10.50.0.1"}]]}}"#,
+    );
+    nad.annotations.insert(
+        "kubevirt-net-webhook.io/address-pool".into(),
+        "10.50.0.0/16".into(),
+    );
+    inv.upsert_nad(nad);
+    for n in 0..TAKEN {
+        // 40,503 is odd, so n * 40,503 mod 2^16 visits every host once, in a scattered order.
+        let host = if contiguous {
+            n + 2
+        } else {
+            (n * 40_503 + 2) % 65_536
+        };
+        let address = format!("10.50.{}.{}/16", host / 256, host % 256);
+        let other = json!({"metadata": {"name": format!("other-{n}"), "namespace": "bench",
+            "annotations": {"kubevirt-net-webhook.io/networks": format!("{{\"ext\": \"{address}\"}}")}},
+            "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": "ext", "bridge": {}, "macAddress": format!("02:00:00:01:{:02x}:{:02x}", n / 256, n % 256)}]}},
+            "networks": [{"name": "ext", "multus": {"networkName": "pool16"}}]}}}});
+        fixtures::remember(&mut inv, &other);
+    }
+    let name = (0..)
+        .map(|k| format!("web-{k}"))
+        .find(|name| {
+            let id = Identity {
+                salt: "",
+                namespace: "bench",
+                vm: name,
+                network: "ext",
+            };
+            !contiguous
+                || (0..pools::ATTEMPTS)
+                    .all(|n| pools::index(&id.digest(n), 65_536) < u128::from(TAKEN) + 2)
+        })
+        .expect("some name");
+    let vm = json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "bench"},
+        "spec": {"runStrategy": "Always", "template": {"spec": {
+            "domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}, {"name": "ext", "bridge": {}}]}},
+            "networks": [{"name": "default", "pod": {}}, {"name": "ext", "multus": {"networkName": "pool16"}}],
+        }}}
+    });
+    (vm, inv)
+}
+
 fn bench(c: &mut Criterion) {
     let config = Config::default();
     for (label, secondaries) in [("3-nic", 2), ("20-nic", 19)] {
@@ -77,5 +137,29 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn bench_pools(c: &mut Criterion) {
+    let config = Config::default();
+    for (label, contiguous) in [("spread", false), ("in a row", true)] {
+        let (value, inv) = pool_vm(contiguous);
+        let object = fixtures::object(&value);
+        let req = Request {
+            kind: Kind::VirtualMachine,
+            operation: &Operation::Create,
+            namespace: "bench",
+            object: &object,
+            old_object: None,
+        };
+        let m = engine::mutate(&req, &inv, &config).unwrap();
+        assert!(
+            m.warnings.iter().any(|w| w.contains("address pool")),
+            "{:?}",
+            m.warnings
+        );
+        c.bench_function(&format!("mutate pool /16, 60000 taken {label}"), |b| {
+            b.iter(|| engine::mutate(black_box(&req), &inv, &config).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_pools);
 criterion_main!(benches);

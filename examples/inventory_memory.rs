@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! cargo run --release --example inventory_memory -- 100000
+//! cargo run --release --example inventory_memory -- 100000 one-nad   # every VM on one NAD
+//! cargo run --release --example inventory_memory -- 100000 pools     # every NIC a pool address
 //! ```
 //!
 //! A counting global allocator measures the heap the inventory keeps after every input
@@ -72,6 +74,10 @@ fn live() -> isize {
 /// without requested addresses (the worst case for the index of VMs taking a pinned address).
 static NADS: AtomicUsize = AtomicUsize::new(40);
 
+/// `pools` as second argument: every NIC holds an address, scattered over its NAD's /8 as
+/// pool allocations land (SPEC §2.10), instead of every 4th VM.
+static POOLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// VM `i`: 1–3 Multus NICs with MACs, every 4th with annotation addresses, every 10th
 /// with an extra NIC without a MAC (takes the NAD's pinned address).
 fn vm(i: usize) -> serde_json::Value {
@@ -97,7 +103,19 @@ fn vm(i: usize) -> serde_json::Value {
         }
         interfaces.push(iface);
         networks.push(json!({"name": name, "multus": {"networkName": format!("infra/nad-{nad}")}}));
-        if i.is_multiple_of(4) && NADS.load(Ordering::Relaxed) > 1 {
+        if POOLS.load(Ordering::Relaxed) {
+            // An odd multiplier visits every host of the /8 once, in a scattered order.
+            let host = (i * 3 + n).wrapping_mul(40_503) % (1 << 24);
+            requests.insert(
+                name,
+                json!(format!(
+                    "10.{}.{}.{}/8",
+                    host >> 16,
+                    (host >> 8) & 0xff,
+                    host & 0xff
+                )),
+            );
+        } else if i.is_multiple_of(4) && NADS.load(Ordering::Relaxed) > 1 {
             requests.insert(
                 name,
                 json!(format!("10.{}.{}.{}/8", n, (i >> 8) & 0xff, i & 0xff)),
@@ -135,8 +153,10 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("count"))
         .unwrap_or(100_000);
-    if std::env::args().nth(2).as_deref() == Some("one-nad") {
-        NADS.store(1, Ordering::Relaxed);
+    match std::env::args().nth(2).as_deref() {
+        Some("one-nad") => NADS.store(1, Ordering::Relaxed),
+        Some("pools") => POOLS.store(true, Ordering::Relaxed),
+        _ => {}
     }
     let mut inventory = Inventory::new();
     let mut applier = Applier::new(Cached::Vm);

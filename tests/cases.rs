@@ -244,3 +244,48 @@ fn user_network_data_kept() {
     assert!(r.stderr.contains("untouched"), "{}", r.stderr);
     assert!(mac_of(vm, "default").starts_with("02:") && mac_of(vm, "ptp").starts_with("02:"));
 }
+
+#[test]
+fn address_pool() {
+    let r = run_allowed("address-pool.yaml");
+    let vm = &r.objects[0];
+    let annotations = &vm["metadata"]["annotations"];
+    assert_eq!(annotations["team"], "green");
+    let networks: Value = serde_json::from_str(
+        annotations["kubevirt-net-webhook.io/networks"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let addresses: Vec<&str> = networks["app"]["addresses"]
+        .as_array()
+        .expect("one address per family")
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let [v4, v6] = addresses[..] else {
+        panic!("{addresses:?}")
+    };
+    let host: u8 = v4
+        .strip_prefix("10.60.0.")
+        .and_then(|h| h.strip_suffix("/24"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((100..=149).contains(&host), "{v4}");
+    assert!(v6.starts_with("fd00:60::1") && v6.ends_with("/64"), "{v6}");
+    assert!(
+        r.stderr.contains("address pool") && r.stderr.contains(v4),
+        "{}",
+        r.stderr
+    );
+    let np = netplan(vm);
+    let (_, app) = entry_for_mac(&np, &mac_of(vm, "app"));
+    assert_eq!(app["addresses"], serde_json::json!([v4, v6]));
+    assert_eq!(
+        app["routes"],
+        serde_json::json!([{"to": "0.0.0.0/0", "via": "10.60.0.1"}])
+    );
+    let (_, pod) = entry_for_mac(&np, &mac_of(vm, "default"));
+    assert_eq!(pod["dhcp4"], true);
+}

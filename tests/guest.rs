@@ -232,6 +232,40 @@ fn dual_stack_case_renders_everywhere() {
     );
 }
 
+/// Pool addresses (SPEC §2.10) reach the guest like requested ones: both families on the NIC
+/// with the right MAC, with the NAD's default route.
+#[test]
+fn pool_case_renders_everywhere() {
+    let vm = &reviewed(vec![case("address-pool.yaml")])[0];
+    let networks: Value = serde_json::from_str(
+        vm["metadata"]["annotations"]["kubevirt-net-webhook.io/networks"]
+            .as_str()
+            .expect("pool addresses stored on the VM"),
+    )
+    .unwrap();
+    let addresses: Vec<&str> = networks["app"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(addresses.len(), 2, "{addresses:?}");
+    check_all_renderers(
+        vm,
+        &[
+            Expect::dhcp("default"),
+            Expect {
+                iface: "app",
+                guest_name: Some("app"),
+                addresses: &addresses,
+                routes: &[("0.0.0.0/0", "10.60.0.1")],
+                dns: &[],
+                dhcp4: false,
+            },
+        ],
+    );
+}
+
 fn nad(name: &str, config: &str) -> Value {
     json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": name, "namespace": "lab"}, "spec": {"config": config}})
 }

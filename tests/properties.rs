@@ -2,14 +2,24 @@
 //! the original manifest, and its output is a valid VirtualMachine; nothing panics on any input.
 mod support;
 
+use std::collections::BTreeSet;
+
 use kubevirt_net_webhook::{
     admission::{self, Endpoint},
+    engine::pools::{self, Occupancy},
     inventory::Inventory,
-    model::nad::Nad,
+    model::{
+        identity::Identity,
+        nad::Nad,
+        pool::{Family, Pool, from_u128, to_u128},
+    },
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use support::fixtures::{Ask, admission_review};
+use sha2::{Digest, Sha256};
+use support::fixtures::{
+    Ask, admission_review, inventory_with, networks_annotation, remember, two_nic, with_pool,
+};
 
 const NS: &str = "prop";
 
@@ -36,6 +46,20 @@ fn inventory() -> Inventory {
     ] {
         inv.upsert_nad(Nad::from_config(ns, name, config));
     }
+    // An address pool (SPEC §2.10), and one whose annotation is broken.
+    for (name, pool) in [
+        ("pool", "10.4.0.10-10.4.0.20, fd00:4::/120"),
+        ("badpool", "10.4.0.x"),
+    ] {
+        inv.upsert_nad(with_pool(
+            Nad::from_config(
+                NS,
+                name,
+                r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.4.0.0/24"}],[{"subnet":"fd00:4::/64"}]]}}"#,
+            ),
+            pool,
+        ));
+    }
     inv
 }
 
@@ -59,6 +83,8 @@ fn nad_ref() -> impl Strategy<Value = String> {
         "broken",
         "missing",
         "prop/br",
+        "pool",
+        "badpool",
     ])
     .prop_map(String::from)
 }
@@ -274,4 +300,168 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+// Address pools (SPEC §2.10) ----------------------------------------------------------------
+
+/// A pool inside 10.9.0.0/24: up to 4 disjoint ranges and CIDRs, in random order.
+fn pool_text() -> impl Strategy<Value = String> {
+    prop::collection::vec((0u8..=255, 0u8..24, any::<bool>()), 1..5).prop_map(|parts| {
+        let mut used = BTreeSet::new();
+        let mut entries = Vec::new();
+        for (start, len, cidr) in parts {
+            let (first, last) = if cidr {
+                let first = start & !7; // a /29
+                (first, first + 7)
+            } else {
+                (start, start.saturating_add(len))
+            };
+            if (first..=last).any(|h| used.contains(&h)) {
+                continue;
+            }
+            used.extend(first..=last);
+            entries.push(if cidr {
+                format!("10.9.0.{first}/29")
+            } else if first == last {
+                format!("10.9.0.{first}")
+            } else {
+                format!("10.9.0.{first}-10.9.0.{last}")
+            });
+        }
+        entries.join(", ")
+    })
+}
+
+/// Taken addresses; `runs` reports taken stretches, as the inventory does.
+struct Taken {
+    set: BTreeSet<u128>,
+    runs: bool,
+}
+
+impl Occupancy for Taken {
+    fn taken(&self, v: u128) -> bool {
+        self.set.contains(&v)
+    }
+    fn taken_through(&self, v: u128) -> u128 {
+        let mut last = v;
+        while self.runs && self.set.contains(&(last + 1)) {
+            last += 1;
+        }
+        last
+    }
+}
+
+/// SPEC §2.10 written out naively: every address of the pool in order, 16 attempts, then a
+/// walk one address at a time.
+fn reference(text: &str, vm: &str, taken: &BTreeSet<u128>) -> Option<u128> {
+    let mut all = Vec::new();
+    for entry in text.split(',').map(str::trim) {
+        let host = |s: &str| s.trim_start_matches("10.9.0.").parse::<u128>().unwrap();
+        let (first, last) = match entry.split_once('-') {
+            Some((a, b)) => (host(a), host(b)),
+            None => match entry.split_once('/') {
+                Some((a, _)) => (host(a), host(a) + 7),
+                None => (host(entry), host(entry)),
+            },
+        };
+        all.extend(first..=last);
+    }
+    let base = to_u128("10.9.0.0".parse().unwrap());
+    let free = |h: u128| h != 0 && h != 255 && !taken.contains(&(base + h));
+    let size = all.len() as u64;
+    let mut last = 0;
+    for n in 0..16u32 {
+        let mut input = format!("\0prop\0{vm}\0ext").into_bytes();
+        if n > 0 {
+            input.extend(format!("\0{n}").as_bytes());
+        }
+        let d = Sha256::digest(&input);
+        last = (u64::from_be_bytes(d[..8].try_into().unwrap()) % size) as usize;
+        if free(all[last]) {
+            return Some(base + all[last]);
+        }
+    }
+    (1..all.len())
+        .map(|k| all[(last + k) % all.len()])
+        .find(|h| free(*h))
+        .map(|h| base + h)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Allocation is a pure function of (identity, pool, taken set), follows the SPEC's
+    /// algorithm, never hands out a taken, network or broadcast address, and finds nothing
+    /// only when nothing is free.
+    #[test]
+    fn allocation_is_a_pure_function_inside_the_pool(
+        text in pool_text(),
+        vm in "[a-z][a-z0-9-]{0,10}",
+        hosts in prop::collection::btree_set(0u8..=255, 0..240),
+    ) {
+        let subnet = ["10.9.0.0/24".parse().unwrap()];
+        let pool = Pool::parse(&text, &subnet).unwrap();
+        let block = pool.block(Family::V4).unwrap();
+        let base = to_u128("10.9.0.0".parse().unwrap());
+        let set: BTreeSet<u128> = hosts.iter().map(|h| base + u128::from(*h)).collect();
+        let id = Identity { salt: "", namespace: "prop", vm: &vm, network: "ext" };
+        let plain = Taken { set: set.clone(), runs: false };
+        let fast = Taken { set: set.clone(), runs: true };
+        let got = pools::allocate(block, &id, &plain).map(|(_, v)| v);
+        prop_assert_eq!(got, pools::allocate(block, &id, &plain).map(|(_, v)| v));
+        prop_assert_eq!(got, pools::allocate(block, &id, &fast).map(|(_, v)| v), "skipping stretches changes nothing");
+        prop_assert_eq!(got, reference(&text, &vm, &set), "pool {}", text);
+        match got {
+            Some(v) => {
+                let ip = from_u128(v, Family::V4);
+                prop_assert!(pool.contains(ip), "{} not in {}", ip, text);
+                prop_assert!(!set.contains(&v));
+                prop_assert!(v != base && v != base + 255, "network or broadcast: {}", ip);
+            }
+            None => prop_assert!(block.spans.iter().all(|s| (s.first..=s.last).all(|v| set.contains(&v) || v == base || v == base + 255))),
+        }
+    }
+
+    /// VMs admitted one after another (the cache updated in between, as `review` and the
+    /// server's cache do) never share an address; once the pool is used up, every further
+    /// VM is denied, and the gateway is never handed out.
+    #[test]
+    fn vms_never_share_a_pool_address_and_a_full_pool_is_denied(
+        text in pool_text(),
+        names in prop::collection::btree_set("[a-z][a-z0-9]{0,6}", 1..12),
+    ) {
+        let nad = with_pool(
+            Nad::from_config("prop", "br", r#"{"type":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"10.9.0.0/24","gateway":"10.9.0.1"}]]}}"#),
+            &text,
+        );
+        let mut inv = inventory_with([nad]);
+        let block = Pool::parse(&text, &["10.9.0.0/24".parse().unwrap()]).unwrap().v4.unwrap();
+        let free = block.spans.iter().map(|s| (s.first..=s.last).filter(|v| {
+            let h = v & 0xff;
+            h != 0 && h != 1 && h != 255
+        }).count()).sum::<usize>();
+        let mut given = BTreeSet::new();
+        for name in &names {
+            let mut v = two_nic(name, "br");
+            v["metadata"]["namespace"] = json!("prop");
+            let ask = Ask::new(&inv);
+            let (_, out) = ask.mutate(&v);
+            let verdict = ask.validate(&out);
+            match networks_annotation(&out).and_then(|a| a["ext"].as_str().map(String::from)) {
+                Some(address) => {
+                    prop_assert!(verdict.allowed(), "{:?}", verdict);
+                    let ip: std::net::IpAddr = address.trim_end_matches("/24").parse().unwrap();
+                    prop_assert!(block.span_of(ip).is_some(), "{} outside {}", ip, text);
+                    prop_assert!(!["10.9.0.0", "10.9.0.1", "10.9.0.255"].contains(&ip.to_string().as_str()));
+                    prop_assert!(given.insert(ip), "{} given twice", ip);
+                    remember(&mut inv, &out);
+                }
+                None => {
+                    prop_assert!(!verdict.allowed() && verdict.message().contains("is full"), "{:?}", verdict);
+                    prop_assert_eq!(given.len(), free, "denied before the pool was used up");
+                }
+            }
+        }
+        prop_assert_eq!(given.len(), names.len().min(free), "never over-allocated");
+    }
 }

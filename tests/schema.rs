@@ -68,7 +68,7 @@ fn kubevirt_examples_stay_valid() {
 
 #[test]
 fn cases_stay_valid() {
-    assert_eq!(check_dir(&shared("cases")), 5);
+    assert_eq!(check_dir(&shared("cases")), 6);
 }
 
 #[test]

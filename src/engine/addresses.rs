@@ -37,9 +37,13 @@ fn default_route(family_v4: bool) -> IpNet {
         .expect("valid CIDR")
 }
 
-/// The static config of a Multus network, or `None` when no address is requested for it
-/// (the NIC then uses DHCP).
+/// The static config of a Multus network, or `None` when no address is requested for it or
+/// the annotation asks `"dhcp"` (the NIC then uses DHCP). Pool addresses (SPEC §2.10) are in
+/// the annotation by the time this runs.
 pub fn resolve(request: Option<&AddressRequest>, nad: Option<&Nad>) -> Option<StaticConfig> {
+    if request.is_some_and(|r| r.dhcp) {
+        return None; // `"dhcp"`: no address, not even the one the NAD pins
+    }
     let ipam = nad.map(|n| &n.ipam);
     let addresses = match request {
         Some(r) if !r.addresses.is_empty() => r.addresses.clone(),
@@ -151,7 +155,8 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     for name in requests.keys() {
         match networks.get(name.as_str()) {
             None => {}
-            Some(n) if n.multus.is_none() => verdict.denials.push(format!(
+            // The pod network uses DHCP anyway.
+            Some(n) if n.multus.is_none() && !requests[name].dhcp => verdict.denials.push(format!(
                 "{}: addresses can only be requested for Multus networks; the pod network's address comes from the cluster",
                 at(name)
             )),

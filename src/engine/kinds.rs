@@ -41,10 +41,10 @@ pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
         };
-        let from_annotation = requests
-            .get(&net.name)
-            .is_some_and(|r| !r.addresses.is_empty());
-        let pinned = ctx.nad(r).is_some_and(|n| n.ipam.pinned.is_some());
+        let request = requests.get(&net.name);
+        let from_annotation = request.is_some_and(|r| !r.addresses.is_empty());
+        let dhcp = request.is_some_and(|r| r.dhcp);
+        let pinned = !dhcp && ctx.nad(r).is_some_and(|n| n.ipam.pinned.is_some());
         if from_annotation || pinned {
             verdict.denials.push(format!(
                 "network {:?}: a {} template is shared by every replica, so each would claim the same {}; {}",

@@ -13,6 +13,7 @@
 //! | §2.5 requested addresses | [`addresses`] | (read by cloudinit) | bad and conflicting addresses |
 //! | §2.7 tenant boundary | [`tenancy`] | (forbidden NADs are invisible) | forbidden NAD references |
 //! | §2.8 every kind | [`kinds`] | templates: names only | MACs and addresses in shared templates |
+//! | §2.10 address pools | [`pools`] | pool addresses into the networks annotation | full pools |
 //! | limits | [`limits`] | nothing beyond them (warning) | beyond them |
 use kube::core::{DynamicObject, admission::Operation};
 use serde_json::Value;
@@ -37,6 +38,7 @@ mod limits;
 mod macs;
 mod names;
 pub mod patch;
+pub mod pools;
 mod tenancy;
 
 use patch::Ops;
@@ -185,7 +187,8 @@ impl<'a> Ctx<'a> {
 ///
 /// The rules run in this order, each seeing what the previous ones changed: names first (the
 /// others pair interfaces with networks by name), then MACs (the network config matches them),
-/// then the network config.
+/// then pool addresses (written where the network config reads requested addresses), then the
+/// network config.
 pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Mutation> {
     let mut ctx = Ctx::new(req, inventory, config)?;
     if ctx.mutation_disabled() || kinds::decided_with_its_vm(&ctx.vm) {
@@ -204,6 +207,7 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
     // A shared template has no identity: its replicas get MACs and config when created.
     if !ctx.vm.kind.is_shared_template() {
         macs::assign(&mut ctx, &mut ops, &mut warnings);
+        pools::assign(&mut ctx, &mut ops, &mut warnings);
         cloudinit::write(&mut ctx, &mut ops, &mut warnings);
     }
     Ok(Mutation {
@@ -227,6 +231,7 @@ pub fn validate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Re
         kinds::check_shared_template(&ctx, &mut verdict);
     } else {
         macs::check(&ctx, &mut verdict);
+        pools::check(&ctx, &mut verdict);
         cloudinit::check(&ctx, &mut verdict);
     }
     Ok(verdict)

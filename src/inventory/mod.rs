@@ -6,7 +6,8 @@ pub mod apply;
 pub mod files;
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, hash_map::Entry},
+    fmt,
     net::IpAddr,
     sync::Arc,
 };
@@ -50,14 +51,15 @@ pub fn footprint(vm: &Vm, namespace: &str) -> Vec<NicPrint> {
                 .find(|i| i.name == net.name)
                 .and_then(|i| i.mac_address.as_deref())
                 .and_then(Mac::parse);
-            let addresses: Vec<IpAddr> = requests
-                .get(&net.name)
+            let request = requests.get(&net.name);
+            let addresses: Vec<IpAddr> = request
                 .map(|r| r.addresses.iter().map(|a| a.addr()).collect())
                 .unwrap_or_default();
             Some(NicPrint {
                 nad: nad.to_string(),
                 mac,
-                wants_pinned: addresses.is_empty(),
+                // `"dhcp"` asks for no address, the pinned one included.
+                wants_pinned: addresses.is_empty() && !request.is_some_and(|r| r.dhcp),
                 addresses,
             })
         })
@@ -90,31 +92,48 @@ impl<K> Default for Owners<K> {
     }
 }
 
+/// What [`Owners::add`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Added {
+    /// The key had no owner.
+    New,
+    /// The key had other owners: it is shared now.
+    Shared,
+    /// `id` owned the key already.
+    Already,
+}
+
 impl<K: std::hash::Hash + Eq + Clone> Owners<K> {
-    fn add(&mut self, k: K, id: u32) {
+    fn add(&mut self, k: K, id: u32) -> Added {
         match self.first.entry(k) {
             Entry::Vacant(e) => {
                 e.insert(id);
+                Added::New
             }
-            Entry::Occupied(e) if *e.get() == id => {}
+            Entry::Occupied(e) if *e.get() == id => Added::Already,
             Entry::Occupied(e) => {
                 let more = self.more.entry(e.key().clone()).or_default();
-                if !more.contains(&id) {
+                if more.contains(&id) {
+                    Added::Already
+                } else {
                     more.push(id);
+                    Added::Shared
                 }
             }
         }
     }
 
-    fn remove(&mut self, k: &K, id: u32) {
+    /// Removes `id` from the owners of `k`; true when `k` has no owner left.
+    fn remove(&mut self, k: &K, id: u32) -> bool {
         let Some(first) = self.first.get_mut(k) else {
-            return;
+            return false;
         };
         let Some(more) = self.more.get_mut(k) else {
             if *first == id {
                 self.first.remove(k);
+                return true;
             }
-            return;
+            return false;
         };
         if *first == id {
             // The next oldest owner moves up, keeping the claim order.
@@ -125,6 +144,21 @@ impl<K: std::hash::Hash + Eq + Clone> Owners<K> {
         if more.is_empty() {
             self.more.remove(k);
         }
+        false
+    }
+
+    /// Every owner of `k`, oldest first.
+    fn all(&self, k: &K) -> impl Iterator<Item = u32> + '_ {
+        self.first
+            .get(k)
+            .copied()
+            .into_iter()
+            .chain(self.more.get(k).into_iter().flatten().copied())
+    }
+
+    /// How many keys have more than one owner.
+    fn shared(&self) -> usize {
+        self.more.len()
     }
 
     /// The oldest owner of `k` that is not `me`.
@@ -137,11 +171,12 @@ impl<K: std::hash::Hash + Eq + Clone> Owners<K> {
     }
 }
 
+/// One NIC as the cache keeps it: 32 bytes (a MAC as 6 bytes, not `Mac`'s 16 with its tag).
 #[derive(Debug)]
 struct Nic {
-    net: u32,
-    mac: Option<Mac>,
     addresses: Box<[IpAddr]>,
+    net: u32,
+    mac: Option<[u8; 6]>,
     wants_pinned: bool,
 }
 
@@ -151,23 +186,255 @@ struct Slot {
     nics: Box<[Nic]>,
 }
 
+/// The addresses held on one NAD as stretches of two or more consecutive addresses
+/// (first → last), so that the next free address after a long taken stretch is found in one
+/// step (SPEC §2.10: a nearly full pool). A lone address costs nothing here (the owner index
+/// knows it); a filled stretch costs one entry.
+#[derive(Debug, Default)]
+struct Runs {
+    v4: BTreeMap<u32, u32>,
+    v6: BTreeMap<u128, u128>,
+}
+
+/// An address as a number one can step from.
+trait Point: Ord + Copy {
+    fn succ(self) -> Option<Self>;
+    fn pred(self) -> Option<Self>;
+}
+
+impl Point for u32 {
+    fn succ(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn pred(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+}
+
+impl Point for u128 {
+    fn succ(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+    fn pred(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+}
+
+/// The stretch of `runs` holding `x`: `(first, last)`.
+fn run_of<T: Point>(runs: &BTreeMap<T, T>, x: T) -> Option<(T, T)> {
+    runs.range(..=x)
+        .next_back()
+        .filter(|(_, last)| **last >= x)
+        .map(|(first, last)| (*first, *last))
+}
+
+/// `x` has just become held (`held` tells which addresses are, `x` included): joins it with
+/// the held addresses on either side.
+fn run_insert<T: Point>(runs: &mut BTreeMap<T, T>, x: T, held: impl Fn(T) -> bool) {
+    let first = match x.pred().filter(|p| held(*p)) {
+        Some(p) => run_of(runs, p).map_or(p, |(first, _)| first),
+        None => x,
+    };
+    let last = match x.succ().filter(|n| held(*n)) {
+        Some(n) => runs.remove(&n).unwrap_or(n),
+        None => x,
+    };
+    if first != last {
+        runs.insert(first, last);
+    }
+}
+
+/// `x` is no longer held: splits its stretch, dropping pieces of one address.
+fn run_remove<T: Point>(runs: &mut BTreeMap<T, T>, x: T) {
+    let Some((first, last)) = run_of(runs, x) else {
+        return;
+    };
+    runs.remove(&first);
+    if let Some(p) = x.pred().filter(|p| *p > first) {
+        runs.insert(first, p);
+    }
+    if let Some(n) = x.succ().filter(|n| *n < last) {
+        runs.insert(n, last);
+    }
+}
+
+impl Runs {
+    fn insert(&mut self, ip: IpAddr, held: impl Fn(IpAddr) -> bool) {
+        match ip {
+            IpAddr::V4(a) => run_insert(&mut self.v4, u32::from(a), |x| held(IpAddr::V4(x.into()))),
+            IpAddr::V6(a) => {
+                run_insert(&mut self.v6, u128::from(a), |x| held(IpAddr::V6(x.into())))
+            }
+        }
+    }
+
+    fn remove(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => run_remove(&mut self.v4, u32::from(a)),
+            IpAddr::V6(a) => run_remove(&mut self.v6, u128::from(a)),
+        }
+    }
+
+    /// The last address of the stretch holding `ip`, if it is in one.
+    fn last_of(&self, ip: IpAddr) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(a) => run_of(&self.v4, u32::from(a)).map(|(_, l)| IpAddr::V4(l.into())),
+            IpAddr::V6(a) => run_of(&self.v6, u128::from(a)).map(|(_, l)| IpAddr::V6(l.into())),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
+/// The owners of each address on each NAD, IPv4 and IPv6 apart: an IPv4 entry takes 12
+/// bytes, not the 28 of a key holding an `IpAddr`.
+#[derive(Debug, Default)]
+struct AddressOwners {
+    v4: Owners<(u32, u32)>,
+    v6: Owners<(u32, [u8; 16])>,
+}
+
+impl AddressOwners {
+    fn add(&mut self, net: u32, ip: IpAddr, id: u32) -> Added {
+        match ip {
+            IpAddr::V4(a) => self.v4.add((net, a.into()), id),
+            IpAddr::V6(a) => self.v6.add((net, a.octets()), id),
+        }
+    }
+
+    fn remove(&mut self, net: u32, ip: IpAddr, id: u32) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.v4.remove(&(net, a.into()), id),
+            IpAddr::V6(a) => self.v6.remove(&(net, a.octets()), id),
+        }
+    }
+
+    fn other_than(&self, net: u32, ip: IpAddr, me: Option<u32>) -> Option<u32> {
+        match ip {
+            IpAddr::V4(a) => self.v4.other_than(&(net, a.into()), me),
+            IpAddr::V6(a) => self.v6.other_than(&(net, a.octets()), me),
+        }
+    }
+
+    fn held(&self, net: u32, ip: IpAddr) -> bool {
+        self.other_than(net, ip, None).is_some()
+    }
+
+    fn all(&self, net: u32, ip: IpAddr) -> Vec<u32> {
+        match ip {
+            IpAddr::V4(a) => self.v4.all(&(net, a.into())).collect(),
+            IpAddr::V6(a) => self.v6.all(&(net, a.octets())).collect(),
+        }
+    }
+
+    fn shared(&self) -> usize {
+        self.v4.shared() + self.v6.shared()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        [self.v4.first.is_empty(), self.v4.more.is_empty()]
+            .into_iter()
+            .chain([self.v6.first.is_empty(), self.v6.more.is_empty()])
+            .all(|e| e)
+    }
+}
+
+/// What two VMs hold at once on one NAD (SPEC §2.10: two replicas admitting in the same
+/// instant). For the operator's log, so it names both VMs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub kind: ConflictKind,
+    /// `namespace/name` of the NAD.
+    pub nad: String,
+    /// The MAC or address.
+    pub value: String,
+    /// `namespace/name` of the VM that just claimed it.
+    pub vm: String,
+    /// `namespace/name` of a VM that held it already.
+    pub other: String,
+}
+
+/// What a [`Conflict`] is about; the `kind` label of `kubevirt_net_webhook_conflicts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConflictKind {
+    Mac,
+    Address,
+}
+
+impl ConflictKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ConflictKind::Mac => "mac",
+            ConflictKind::Address => "address",
+        }
+    }
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ConflictKind::Mac => "MAC",
+            ConflictKind::Address => "address",
+        };
+        write!(
+            f,
+            "{what} {} on NetworkAttachmentDefinition {} is held by VM {} and VM {}; change one of them (a VM's webhook-assigned value is in its spec or its annotation kubevirt-net-webhook.io/networks)",
+            self.value, self.nad, self.vm, self.other
+        )
+    }
+}
+
+/// How many MACs and addresses more than one VM holds on one NAD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConflictCounts {
+    pub macs: usize,
+    pub addresses: usize,
+}
+
+/// A MAC or address of one VM on one NAD, to tell a new conflict from a known one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Claim {
+    Mac(u32, [u8; 6]),
+    Address(u32, IpAddr),
+}
+
 /// NADs and VM footprints, indexed for the checks of one admission request.
 #[derive(Debug, Default)]
 pub struct Inventory {
     nads: HashMap<String, Nad>,
-    net_ids: HashMap<Box<str>, u32>,
+    net_ids: HashMap<Arc<str>, u32>,
+    /// The inverse of `net_ids`.
+    net_names: Vec<Arc<str>>,
     vms: Vec<Option<Slot>>,
     free: Vec<u32>,
     ids: HashMap<Arc<str>, u32>,
     macs: Owners<(u32, [u8; 6])>,
-    addresses: Owners<(u32, IpAddr)>,
-    pinned: Owners<u32>,
+    addresses: AddressOwners,
+    /// Per NAD, the stretches of consecutive addresses held.
+    runs: HashMap<u32, Runs>,
+    /// Per NAD, the VMs with a NIC that requested no address (they take a pinned one).
+    /// Ordered by id: adding, removing and finding another VM are logarithmic, however many
+    /// VMs share the NAD.
+    pinned: HashMap<u32, BTreeSet<u32>>,
+    /// New conflicts since the last [`Inventory::take_conflicts`], when recording.
+    conflict_log: Option<Vec<Conflict>>,
 }
 
 /// A MAC index key: 6 bytes instead of `Mac`'s u64 keep an entry at 16 bytes, not 24.
 fn mac_key(net: u32, mac: Mac) -> (u32, [u8; 6]) {
     let b = mac.0.to_be_bytes();
     (net, [b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+fn mac_bytes(mac: Mac) -> [u8; 6] {
+    mac_key(0, mac).1
+}
+
+fn mac_of(bytes: [u8; 6]) -> Mac {
+    Mac(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
 }
 
 fn key(namespace: &str, name: &str) -> String {
@@ -224,6 +491,11 @@ impl Inventory {
 
     /// Adds or replaces a VM's footprint.
     pub fn upsert_vm(&mut self, namespace: &str, name: &str, nics: Vec<NicPrint>) {
+        // What the VM held before is no new conflict when it holds it again.
+        let known: Option<HashSet<Claim>> = self
+            .conflict_log
+            .is_some()
+            .then(|| self.claims_of(namespace, name));
         self.remove_vm(namespace, name);
         if nics.is_empty() {
             return;
@@ -239,25 +511,43 @@ impl Inventory {
                 let net = self.net_id(&p.nad);
                 Nic {
                     net,
-                    mac: p.mac,
+                    mac: p.mac.map(mac_bytes),
                     addresses: p.addresses.into(),
                     wants_pinned: p.wants_pinned,
                 }
             })
             .collect();
+        let mut shared = Vec::new();
         for nic in nics.iter() {
-            if let Some(mac) = nic.mac {
-                self.macs.add(mac_key(nic.net, mac), id);
+            if let Some(mac) = nic.mac
+                && self.macs.add((nic.net, mac), id) == Added::Shared
+            {
+                shared.push(Claim::Mac(nic.net, mac));
             }
             for a in nic.addresses.iter() {
-                self.addresses.add((nic.net, *a), id);
+                match self.addresses.add(nic.net, *a, id) {
+                    Added::New => {
+                        let owners = &self.addresses;
+                        self.runs
+                            .entry(nic.net)
+                            .or_default()
+                            .insert(*a, |x| owners.held(nic.net, x));
+                    }
+                    Added::Shared => shared.push(Claim::Address(nic.net, *a)),
+                    Added::Already => {}
+                }
             }
             if nic.wants_pinned {
-                self.pinned.add(nic.net, id);
+                self.pinned.entry(nic.net).or_default().insert(id);
             }
         }
         self.ids.insert(key.clone(), id);
         self.vms[id as usize] = Some(Slot { key, nics });
+        if let Some(known) = known {
+            for claim in shared.into_iter().filter(|c| !known.contains(c)) {
+                self.log_conflict(claim, id);
+            }
+        }
     }
 
     pub fn remove_vm(&mut self, namespace: &str, name: &str) {
@@ -269,13 +559,25 @@ impl Inventory {
         };
         for nic in slot.nics.iter() {
             if let Some(mac) = nic.mac {
-                self.macs.remove(&mac_key(nic.net, mac), id);
+                self.macs.remove(&(nic.net, mac), id);
             }
             for a in nic.addresses.iter() {
-                self.addresses.remove(&(nic.net, *a), id);
+                if self.addresses.remove(nic.net, *a, id)
+                    && let Entry::Occupied(mut runs) = self.runs.entry(nic.net)
+                {
+                    runs.get_mut().remove(*a);
+                    if runs.get().is_empty() {
+                        runs.remove();
+                    }
+                }
             }
-            if nic.wants_pinned {
-                self.pinned.remove(&nic.net, id);
+            if nic.wants_pinned
+                && let Entry::Occupied(mut set) = self.pinned.entry(nic.net)
+            {
+                set.get_mut().remove(&id);
+                if set.get().is_empty() {
+                    set.remove();
+                }
             }
         }
         self.free.push(id);
@@ -307,8 +609,10 @@ impl Inventory {
         if let Some(id) = self.net_ids.get(nad) {
             return *id;
         }
-        let id = self.net_ids.len() as u32;
-        self.net_ids.insert(nad.into(), id);
+        let id = self.net_names.len() as u32;
+        let name: Arc<str> = nad.into();
+        self.net_ids.insert(name.clone(), id);
+        self.net_names.push(name);
         id
     }
 
@@ -344,14 +648,126 @@ impl Inventory {
 
     /// Another VM that requested `address` on `nad`.
     pub fn address_user(&self, nad: &str, address: IpAddr, me: VmName<'_>) -> Option<VmName<'_>> {
-        let net = self.net_ids.get(nad).copied();
-        self.lookup(&self.addresses, net.map(|n| (n, address)), me)
+        let net = self.net_ids.get(nad)?;
+        self.addresses
+            .other_than(*net, address, self.id_of(me))
+            .map(|id| self.name_of(id))
     }
 
     /// Another VM on `nad` that requested no address, and so takes the NAD's pinned one.
     pub fn pinned_user(&self, nad: &str, me: VmName<'_>) -> Option<VmName<'_>> {
-        let net = self.net_ids.get(nad).copied();
-        self.lookup(&self.pinned, net, me)
+        let net = self.net_ids.get(nad)?;
+        let me = self.id_of(me);
+        let other = self.pinned.get(net)?.iter().find(|id| Some(**id) != me)?;
+        Some(self.name_of(*other))
+    }
+
+    /// When some VM holds `address` on `nad`: the last address of the stretch of
+    /// consecutive addresses held there that starts at or before it (SPEC §2.10: the next
+    /// free pool address is after it). Any VM counts, `me` included.
+    pub fn held_through(&self, nad: &str, address: IpAddr) -> Option<IpAddr> {
+        let net = self.net_ids.get(nad)?;
+        if !self.addresses.held(*net, address) {
+            return None;
+        }
+        Some(
+            self.runs
+                .get(net)
+                .and_then(|r| r.last_of(address))
+                .unwrap_or(address),
+        )
+    }
+
+    /// The addresses `me` holds on `nad` (the cache's view of it, before this request).
+    pub fn addresses_of(&self, nad: &str, me: VmName<'_>) -> Vec<IpAddr> {
+        let (Some(net), Some(id)) = (self.net_ids.get(nad), self.id_of(me)) else {
+            return Vec::new();
+        };
+        self.vms[id as usize]
+            .iter()
+            .flat_map(|slot| slot.nics.iter())
+            .filter(|nic| nic.net == *net)
+            .flat_map(|nic| nic.addresses.iter().copied())
+            .collect()
+    }
+
+    /// How many MACs and addresses more than one VM holds on one NAD
+    /// (`kubevirt_net_webhook_conflicts`).
+    pub fn conflicts(&self) -> ConflictCounts {
+        ConflictCounts {
+            macs: self.macs.shared(),
+            addresses: self.addresses.shared(),
+        }
+    }
+
+    /// Starts recording each new conflict (one per pair of VMs, when the second claims what
+    /// the first holds) for [`Inventory::take_conflicts`]. The server's caches do; a
+    /// `review` run, which denies conflicts instead, does not.
+    pub fn record_conflicts(&mut self) {
+        self.conflict_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The conflicts recorded since the last call.
+    pub fn take_conflicts(&mut self) -> Vec<Conflict> {
+        self.conflict_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The MACs and addresses VM `namespace/name` holds now.
+    fn claims_of(&self, namespace: &str, name: &str) -> HashSet<Claim> {
+        let Some(id) = self.ids.get(key(namespace, name).as_str()) else {
+            return HashSet::new();
+        };
+        self.vms[*id as usize]
+            .iter()
+            .flat_map(|slot| slot.nics.iter())
+            .flat_map(|nic| {
+                let mac = nic.mac.map(|m| Claim::Mac(nic.net, m));
+                mac.into_iter().chain(
+                    nic.addresses
+                        .iter()
+                        .map(move |a| Claim::Address(nic.net, *a)),
+                )
+            })
+            .collect()
+    }
+
+    /// Records one conflict per other VM holding `claim`, now that `id` holds it too.
+    fn log_conflict(&mut self, claim: Claim, id: u32) {
+        let (kind, net, value, others): (_, _, _, Vec<u32>) = match claim {
+            Claim::Mac(net, bytes) => (
+                ConflictKind::Mac,
+                net,
+                mac_of(bytes).to_string(),
+                self.macs.all(&(net, bytes)).collect(),
+            ),
+            Claim::Address(net, a) => (
+                ConflictKind::Address,
+                net,
+                a.to_string(),
+                self.addresses.all(net, a),
+            ),
+        };
+        let name = |id: u32| {
+            let n = self.name_of(id);
+            key(n.namespace, n.name)
+        };
+        let conflicts: Vec<Conflict> = others
+            .into_iter()
+            .filter(|o| *o != id)
+            .map(|other| Conflict {
+                kind,
+                nad: self.net_names[net as usize].to_string(),
+                value: value.clone(),
+                vm: name(id),
+                other: name(other),
+            })
+            .collect();
+        if let Some(log) = &mut self.conflict_log {
+            log.extend(conflicts);
+        }
     }
 }
 
@@ -514,8 +930,186 @@ mod tests {
         );
         inv.remove_vm("b", "r");
         assert!(inv.macs.first.is_empty() && inv.macs.more.is_empty());
-        assert!(inv.addresses.first.is_empty() && inv.addresses.more.is_empty());
-        assert!(inv.pinned.first.is_empty() && inv.pinned.more.is_empty());
+        assert!(inv.addresses.is_empty());
+        assert!(inv.pinned.is_empty() && inv.runs.is_empty());
+    }
+
+    #[test]
+    fn runs_join_and_split() {
+        let mut held = BTreeSet::new();
+        let mut runs = BTreeMap::new();
+        let mut hold = |runs: &mut BTreeMap<u32, u32>, x: u32| {
+            held.insert(x);
+            let h = held.clone();
+            run_insert(runs, x, |y| h.contains(&y));
+        };
+        for x in [5u32, 7, 1, 9] {
+            hold(&mut runs, x);
+        }
+        assert!(runs.is_empty(), "lone addresses cost nothing: {runs:?}");
+        hold(&mut runs, 6);
+        hold(&mut runs, 2);
+        assert_eq!(runs, BTreeMap::from([(1, 2), (5, 7)]));
+        hold(&mut runs, 8);
+        assert_eq!(runs, BTreeMap::from([(1, 2), (5, 9)]));
+        run_remove(&mut runs, 7);
+        assert_eq!(runs, BTreeMap::from([(1, 2), (5, 6), (8, 9)]));
+        run_remove(&mut runs, 5);
+        run_remove(&mut runs, 9);
+        run_remove(&mut runs, 3);
+        assert_eq!(runs, BTreeMap::from([(1, 2)]));
+        run_remove(&mut runs, 1);
+        assert!(runs.is_empty());
+        let mut edge = BTreeMap::new();
+        let all = |_: u32| true;
+        run_insert(&mut edge, u32::MAX, all);
+        run_insert(&mut edge, 0u32, |y| y == 0);
+        assert_eq!(edge, BTreeMap::from([(u32::MAX - 1, u32::MAX)]));
+        run_remove(&mut edge, u32::MAX);
+        assert!(edge.is_empty());
+    }
+
+    #[test]
+    fn held_stretches_follow_the_owners() {
+        let mut inv = Inventory::new();
+        for (name, a) in [("p", "10.0.0.5"), ("q", "10.0.0.6"), ("r", "10.0.0.7")] {
+            inv.upsert_vm("b", name, vec![nic("x/n", None, &[a])]);
+        }
+        inv.upsert_vm("b", "s", vec![nic("x/n", None, &["10.0.0.6", "fd00::1"])]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            inv.held_through("x/n", ip("10.0.0.5")),
+            Some(ip("10.0.0.7"))
+        );
+        assert_eq!(inv.held_through("x/n", ip("10.0.0.4")), None);
+        assert_eq!(inv.held_through("x/m", ip("10.0.0.5")), None);
+        assert_eq!(inv.held_through("x/n", ip("fd00::1")), Some(ip("fd00::1")));
+        // 10.0.0.6 is held by two VMs: it stays held while one of them holds it.
+        inv.remove_vm("b", "q");
+        assert_eq!(
+            inv.held_through("x/n", ip("10.0.0.5")),
+            Some(ip("10.0.0.7"))
+        );
+        inv.remove_vm("b", "s");
+        assert_eq!(
+            inv.held_through("x/n", ip("10.0.0.5")),
+            Some(ip("10.0.0.5"))
+        );
+        assert_eq!(
+            inv.held_through("x/n", ip("10.0.0.7")),
+            Some(ip("10.0.0.7"))
+        );
+        let me = VmName {
+            namespace: "b",
+            name: "r",
+        };
+        assert_eq!(inv.addresses_of("x/n", me), vec![ip("10.0.0.7")]);
+        assert!(inv.addresses_of("x/m", me).is_empty());
+    }
+
+    #[test]
+    fn a_nad_shared_by_many_vms_without_addresses_names_one_other() {
+        let mut inv = Inventory::new();
+        let n = 5_000;
+        for i in 0..n {
+            inv.upsert_vm("b", &format!("v{i}"), vec![nic("x/n", None, &[])]);
+        }
+        let vm = |name| VmName {
+            namespace: "b",
+            name,
+        };
+        assert_eq!(inv.pinned_user("x/n", ME), Some(vm("v0")));
+        assert_eq!(inv.pinned_user("x/n", vm("v0")), Some(vm("v1")));
+        // Removing from the front, over and over (what a list index makes quadratic).
+        for i in 0..n - 1 {
+            inv.remove_vm("b", &format!("v{i}"));
+        }
+        let last = format!("v{}", n - 1);
+        assert_eq!(inv.pinned_user("x/n", ME), Some(vm(last.as_str())));
+        assert_eq!(inv.pinned_user("x/n", vm(last.as_str())), None);
+        inv.remove_vm("b", &last);
+        assert!(inv.pinned.is_empty());
+    }
+
+    #[test]
+    fn dhcp_takes_no_pinned_address() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "v", "namespace": "t", "annotations": {annotations::NETWORKS: "{\"ext\": \"dhcp\"}"}},
+            "spec": {"template": {"spec": {
+                "domain": {"devices": {"interfaces": [{"name": "ext", "bridge": {}}]}},
+                "networks": [{"name": "ext", "multus": {"networkName": "n"}}]}}}
+        })).unwrap();
+        let mut inv = Inventory::new();
+        inv.upsert_vm_object(Kind::VirtualMachine, &obj, "t")
+            .unwrap();
+        assert_eq!(inv.vm_count(), 1);
+        assert_eq!(inv.pinned_user("t/n", ME), None);
+    }
+
+    #[test]
+    fn conflicts_are_counted_and_each_new_pair_recorded_once() {
+        let mut inv = Inventory::new();
+        inv.record_conflicts();
+        let mac = Some("02:00:00:00:00:01");
+        inv.upsert_vm("a", "p", vec![nic("x/n", mac, &["10.0.0.5"])]);
+        inv.upsert_vm("b", "q", vec![nic("x/n", None, &["10.0.0.5"])]);
+        assert_eq!(
+            inv.conflicts(),
+            ConflictCounts {
+                macs: 0,
+                addresses: 1
+            }
+        );
+        let logged = inv.take_conflicts();
+        assert_eq!(
+            logged,
+            vec![Conflict {
+                kind: ConflictKind::Address,
+                nad: "x/n".into(),
+                value: "10.0.0.5".into(),
+                vm: "b/q".into(),
+                other: "a/p".into(),
+            }]
+        );
+        let line = logged[0].to_string();
+        assert!(
+            line.contains("10.0.0.5")
+                && line.contains("x/n")
+                && line.contains("b/q")
+                && line.contains("a/p"),
+            "{line}"
+        );
+        // An update of either VM that keeps the address is no new conflict.
+        inv.upsert_vm("b", "q", vec![nic("x/n", None, &["10.0.0.5"])]);
+        inv.upsert_vm("a", "p", vec![nic("x/n", mac, &["10.0.0.5"])]);
+        assert!(inv.take_conflicts().is_empty());
+        // A third holder conflicts with both; a MAC conflict is its own kind.
+        inv.upsert_vm("c", "r", vec![nic("x/n", mac, &["10.0.0.5"])]);
+        let logged = inv.take_conflicts();
+        assert_eq!(logged.len(), 3, "{logged:?}");
+        assert_eq!(
+            logged
+                .iter()
+                .filter(|c| c.kind == ConflictKind::Mac)
+                .count(),
+            1
+        );
+        assert_eq!(
+            inv.conflicts(),
+            ConflictCounts {
+                macs: 1,
+                addresses: 1
+            }
+        );
+        inv.remove_vm("c", "r");
+        inv.remove_vm("a", "p");
+        assert_eq!(inv.conflicts(), ConflictCounts::default());
+        // Without recording, nothing piles up.
+        let mut quiet = Inventory::new();
+        quiet.upsert_vm("a", "p", vec![nic("x/n", None, &["10.0.0.5"])]);
+        quiet.upsert_vm("b", "q", vec![nic("x/n", None, &["10.0.0.5"])]);
+        assert_eq!(quiet.conflicts().addresses, 1);
+        assert!(quiet.take_conflicts().is_empty() && quiet.conflict_log.is_none());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The annotations the webhook reads (SPEC §2.1, §2.4, §2.5, §2.6) and their parsers.
+//! The annotations the webhook reads (SPEC §2.1, §2.4, §2.5, §2.6, §2.10) and their parsers.
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
@@ -48,7 +48,7 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
     /// Neither a string nor an object.
-    #[error("must be an address in CIDR notation or an object with \"addresses\"")]
+    #[error("must be an address in CIDR notation, \"dhcp\", or an object with \"addresses\"")]
     WrongType,
     /// A field of the object form is unknown or has the wrong type.
     #[error("{path}: {message}")]
@@ -57,7 +57,7 @@ pub enum Problem {
     #[error("address {0:?} needs a prefix length, like \"{0}/24\"")]
     NoPrefix(String),
     /// An address that is not in CIDR notation.
-    #[error("address {0:?} is not in CIDR notation (like 192.168.1.200/24)")]
+    #[error("address {0:?} is not in CIDR notation (like 192.168.1.200/24), nor \"dhcp\"")]
     NotCidr(String),
     /// A gateway, DNS server or route `via` that is not an IP address.
     #[error("{what} {value:?} is not an IP address")]
@@ -91,9 +91,14 @@ impl NetworkDataMode {
     }
 }
 
+/// The value that asks for no static address, and none from a pool (SPEC §2.10).
+pub const DHCP: &str = "dhcp";
+
 /// What the annotation asks for one network.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AddressRequest {
+    /// `"dhcp"`: no address, no pool address; the guest NIC uses DHCP.
+    pub dhcp: bool,
     pub addresses: Vec<IpNet>,
     pub gateway: Option<IpAddr>,
     pub dns: Option<Vec<IpAddr>>,
@@ -148,6 +153,10 @@ pub fn parse_networks(text: &str) -> Result<BTreeMap<String, AddressRequest>> {
 
 fn parse_request(v: Value) -> Result<AddressRequest, Problem> {
     match v {
+        Value::String(s) if s.trim() == DHCP => Ok(AddressRequest {
+            dhcp: true,
+            ..Default::default()
+        }),
         Value::String(s) => Ok(AddressRequest {
             addresses: vec![cidr(&s)?],
             ..Default::default()
@@ -182,6 +191,7 @@ fn request_from_raw(raw: RawRequest) -> Result<AddressRequest, Problem> {
         })
         .transpose()?;
     Ok(AddressRequest {
+        dhcp: false,
         addresses: raw
             .addresses
             .iter()
@@ -275,6 +285,15 @@ mod tests {
         assert_eq!(b.gateway, Some("10.1.0.1".parse().unwrap()));
         assert_eq!(b.routes.as_ref().unwrap()[0].metric, Some(100));
         assert_eq!(b.mtu, Some(9000));
+        assert!(!b.dhcp && !r["a"].dhcp);
+    }
+
+    #[test]
+    fn dhcp_asks_for_no_address() {
+        let r = parse_networks(r#"{"a": "dhcp", "b": " dhcp "}"#).unwrap();
+        assert!(r["a"].dhcp && r["a"].addresses.is_empty() && r["b"].dhcp);
+        let e = parse_networks(r#"{"a": "DHCP"}"#).unwrap_err().to_string();
+        assert!(e.contains("CIDR notation"), "{e}");
     }
 
     #[test]

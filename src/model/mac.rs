@@ -1,9 +1,7 @@
 //! MAC addresses: parsing, formatting and the deterministic derivation of SPEC §2.3.
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
-use super::config::MacPrefix;
+use super::{config::MacPrefix, identity::Identity};
 
 /// KubeVirt gives the masquerade guest this MAC; no other NIC may have it.
 pub const RESERVED: Mac = Mac(0x02_00_00_00_00_00);
@@ -73,18 +71,13 @@ pub fn derive(
     network: &str,
     attempt: u32,
 ) -> Mac {
-    let mut hasher = Sha256::new();
-    for (i, part) in [salt, namespace, vm, network].into_iter().enumerate() {
-        if i > 0 {
-            hasher.update([0u8]);
-        }
-        hasher.update(part.as_bytes());
+    let digest = Identity {
+        salt,
+        namespace,
+        vm,
+        network,
     }
-    if attempt > 0 {
-        hasher.update([0u8]);
-        hasher.update(attempt.to_string().as_bytes());
-    }
-    let digest = hasher.finalize();
+    .digest(attempt);
     let prefix = prefix.bytes();
     let mut bytes = [0u8; 6];
     bytes[..prefix.len()].copy_from_slice(prefix);
@@ -122,6 +115,8 @@ fn first_usable(
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
     /// Independent re-computation of the SPEC formula for one known input.

@@ -2,7 +2,9 @@
 //! configuration. Pure data and parsers: no IO except [`config::Config::load`].
 pub mod annotations;
 pub mod config;
+pub mod identity;
 pub mod kinds;
 pub mod mac;
 pub mod nad;
+pub mod pool;
 pub mod vm;

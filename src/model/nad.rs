@@ -7,6 +7,8 @@ use kube::core::DynamicObject;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::pool::{self, Pool};
+
 /// Why a NAD object or its CNI config cannot be read. The texts are shown to users.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -122,6 +124,15 @@ impl Ipam {
 }
 
 impl Nad {
+    /// The NAD's address pool (SPEC §2.10), if it declares one: annotation
+    /// `kubevirt-net-webhook.io/address-pool`, checked against the IPAM's subnets.
+    pub fn address_pool(&self) -> Option<Result<Pool, pool::Error>> {
+        let text = self
+            .annotations
+            .get(crate::model::annotations::ADDRESS_POOL)?;
+        Some(Pool::parse(text, &self.ipam.subnets))
+    }
+
     /// `namespace/name`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
@@ -453,6 +464,27 @@ mod tests {
         )
         .unwrap();
         assert!(Nad::from_object(&bad).is_err());
+    }
+
+    #[test]
+    fn the_pool_is_read_from_the_annotation_within_the_subnet() {
+        let mut nad = Nad::from_config(
+            "a",
+            "b",
+            r#"{"type":"bridge","ipam":{"type":"host-local","subnet":"10.1.1.0/24"}}"#,
+        );
+        assert_eq!(nad.address_pool(), None);
+        nad.annotations.insert(
+            crate::model::annotations::ADDRESS_POOL.into(),
+            "10.1.1.10-10.1.1.19".into(),
+        );
+        let pool = nad.address_pool().unwrap().unwrap();
+        assert_eq!(pool.v4.unwrap().size(), 10);
+        nad.annotations.insert(
+            crate::model::annotations::ADDRESS_POOL.into(),
+            "10.1.2.0/24".into(),
+        );
+        assert!(nad.address_pool().unwrap().is_err());
     }
 
     #[test]

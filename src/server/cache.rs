@@ -16,7 +16,7 @@ use kube::{
 use tracing::{info, warn};
 
 use crate::inventory::{
-    Inventory,
+    Conflict, ConflictCounts, Inventory,
     apply::{Applier, Cached},
 };
 
@@ -25,6 +25,23 @@ pub trait Sink: Send + Sync {
     fn inventory(&self) -> &std::sync::RwLock<Inventory>;
     /// Called after every event with the object count and whether the kind has synced.
     fn cache_changed(&self, kind: Cached, objects: usize, synced: bool);
+    /// Called after every event with the MACs and addresses held by more than one VM.
+    fn conflicts_changed(&self, _counts: ConflictCounts) {}
+}
+
+/// One operator log line per new conflict (SPEC §2.10): both VMs are named, since this log
+/// is not shown to tenants.
+pub fn log_conflicts(conflicts: &[Conflict]) {
+    for c in conflicts {
+        warn!(
+            kind = c.kind.label(),
+            nad = %c.nad,
+            value = %c.value,
+            vm = %c.vm,
+            other = %c.other,
+            "conflict: {c}"
+        );
+    }
 }
 
 /// Watches one kind in the whole cluster and applies every event; runs until dropped.
@@ -43,17 +60,25 @@ pub async fn watch(client: Client, kind: Cached, sink: Arc<dyn Sink>) {
             }
         };
         let was_synced = applier.synced();
-        let (result, objects) = {
+        let (result, objects, conflicts, counts) = {
             let mut inventory = sink
                 .inventory()
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
+            inventory.record_conflicts();
             let result = applier.apply(&mut inventory, event);
-            (result, kind.count(&inventory))
+            (
+                result,
+                kind.count(&inventory),
+                inventory.take_conflicts(),
+                inventory.conflicts(),
+            )
         };
         if let Err(e) = result {
             warn!(kind = kind.label(), error = %e, "object left out of the cache");
         }
+        log_conflicts(&conflicts);
+        sink.conflicts_changed(counts);
         if applier.synced() && !was_synced {
             info!(kind = kind.label(), objects, "cache synced");
         }
@@ -82,6 +107,7 @@ mod watch_tests {
         inventory: RwLock<Inventory>,
         synced: AtomicBool,
         changed: tokio::sync::Notify,
+        conflicts: std::sync::Mutex<Vec<ConflictCounts>>,
     }
 
     impl Sink for TestSink {
@@ -91,6 +117,80 @@ mod watch_tests {
         fn cache_changed(&self, _kind: Cached, _objects: usize, synced: bool) {
             self.synced.store(synced, Ordering::Release);
             self.changed.notify_one();
+        }
+        fn conflicts_changed(&self, counts: ConflictCounts) {
+            self.conflicts.lock().unwrap().push(counts);
+        }
+    }
+
+    /// Log lines, captured.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_conflict_in_the_cache_is_counted_and_logged_once() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let sink = Arc::new(TestSink::default());
+        let task = tokio::spawn(watch(client, Cached::Vm, sink.clone()));
+        let (_, reply) = handle.next_request().await.expect("a list request");
+        // Two replicas each admitted one of these: same MAC on one NAD.
+        let list = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineList",
+            "metadata": {"resourceVersion": "10"},
+            "items": [vm("a", "02:00:00:00:00:0a"), vm("b", "02:00:00:00:00:0a")]});
+        reply.send_response(Response::new(Body::from(
+            serde_json::to_vec(&list).unwrap(),
+        )));
+        let (_, reply) = handle.next_request().await.expect("a watch request");
+        // `b` changes something else: the conflict is not new.
+        let events = [json!({"type": "MODIFIED", "object": vm("b", "02:00:00:00:00:0a")})]
+            .iter()
+            .map(|e| format!("{e}\n"))
+            .collect::<String>();
+        reply.send_response(Response::new(Body::from(events.into_bytes())));
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while sink.conflicts.lock().unwrap().len() < 5 {
+                sink.changed.notified().await;
+            }
+        })
+        .await
+        .expect("list and watch events applied");
+        task.abort();
+        let counts = sink.conflicts.lock().unwrap().clone();
+        assert_eq!(
+            counts[1],
+            ConflictCounts::default(),
+            "after `a`: {counts:?}"
+        );
+        assert_eq!(
+            counts.last(),
+            Some(&ConflictCounts {
+                macs: 1,
+                addresses: 0
+            })
+        );
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged: Vec<&str> = text.lines().filter(|l| l.contains("conflict")).collect();
+        assert_eq!(logged.len(), 1, "{text}");
+        for needle in ["WARN", "02:00:00:00:00:0a", "infra/ext", "t/b", "t/a"] {
+            assert!(logged[0].contains(needle), "{needle} not in {}", logged[0]);
         }
     }
 

@@ -10,6 +10,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use crate::inventory::ConflictCounts;
+
 /// Labels of `requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -50,6 +52,7 @@ pub struct Metrics {
     pub cache_ready: Family<KindLabels, Gauge>,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
+    pub conflicts: Family<KindLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -119,9 +122,18 @@ impl Metrics {
             "notAfter of the serving certificate in use, in Unix seconds",
             certificate_expiry.clone(),
         );
+        let conflicts = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "conflicts",
+            "MACs (kind=mac) and addresses (kind=address) held by more than one cached VM on one NAD",
+            conflicts.clone(),
+        );
         for kind in ["nad", "vm"] {
             cache_ready.get_or_create(&KindLabels { kind }).set(0);
             cache_objects.get_or_create(&KindLabels { kind }).set(0);
+        }
+        for kind in ["mac", "address"] {
+            conflicts.get_or_create(&KindLabels { kind }).set(0);
         }
         Self {
             registry,
@@ -132,6 +144,7 @@ impl Metrics {
             cache_ready,
             certificate_reloads,
             certificate_expiry,
+            conflicts,
         }
     }
 
@@ -164,6 +177,15 @@ impl Metrics {
         self.cache_ready
             .get_or_create(&KindLabels { kind })
             .set(i64::from(ready));
+    }
+
+    /// `conflicts{kind="mac"|"address"}`, as computed over the cache.
+    pub fn set_conflicts(&self, counts: ConflictCounts) {
+        for (kind, n) in [("mac", counts.macs), ("address", counts.addresses)] {
+            self.conflicts
+                .get_or_create(&KindLabels { kind })
+                .set(n as i64);
+        }
     }
 
     pub fn certificate_reload(&self, ok: bool) {
@@ -209,6 +231,15 @@ mod tests {
         m.certificate_reload(true);
         m.certificate_expiry.set(1_900_000_000);
         let text = m.encode();
+        assert!(
+            text.contains("kubevirt_net_webhook_conflicts{kind=\"address\"} 0"),
+            "{text}"
+        );
+        m.set_conflicts(ConflictCounts {
+            macs: 2,
+            addresses: 1,
+        });
+        let text = m.encode();
         for needle in [
             "kubevirt_net_webhook_requests_total{endpoint=\"mutate\",operation=\"CREATE\",allowed=\"true\",dry_run=\"false\"} 1",
             "operation=\"other\",allowed=\"false\",dry_run=\"true\"} 1",
@@ -217,6 +248,8 @@ mod tests {
             "kubevirt_net_webhook_cache_ready{kind=\"vm\"} 0",
             "kubevirt_net_webhook_certificate_reloads_total{result=\"success\"} 1",
             "kubevirt_net_webhook_certificate_expiry_timestamp_seconds 1900000000",
+            "kubevirt_net_webhook_conflicts{kind=\"mac\"} 2",
+            "kubevirt_net_webhook_conflicts{kind=\"address\"} 1",
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }

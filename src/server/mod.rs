@@ -245,6 +245,10 @@ impl cache::Sink for Shared {
         self.synced_flag(kind).store(synced, Ordering::Release);
         self.metrics.set_cache(kind.label(), objects, synced);
     }
+
+    fn conflicts_changed(&self, counts: inventory::ConflictCounts) {
+        self.metrics.set_conflicts(counts);
+    }
 }
 
 /// A server with its ports bound and its background tasks (caches, certificate) running.
@@ -290,6 +294,7 @@ impl Server {
             error!(error = %e, "no serving certificate yet; not ready until one loads");
         }
         let mut inventory = Inventory::new();
+        inventory.record_conflicts();
         if let Some(path) = &args.nads {
             inventory::files::load_path(Cached::Nad, path, &mut inventory)?;
         }
@@ -316,7 +321,15 @@ impl Server {
             ] {
                 metrics.set_cache(kind.label(), kind.count(&inventory), from_files);
             }
+            metrics.set_conflicts(inventory.conflicts());
         }
+        cache::log_conflicts(
+            &shared
+                .inventory
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take_conflicts(),
+        );
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()

@@ -12,6 +12,7 @@ mod limits;
 mod macs;
 mod names;
 mod opt_out;
+mod pools;
 mod tenancy;
 
 #[allow(unused_imports)]

@@ -99,6 +99,26 @@ pub fn bridge_nad(namespace: &str, name: &str) -> Nad {
     )
 }
 
+/// `nad` with the address pool `pool` (annotation `kubevirt-net-webhook.io/address-pool`).
+pub fn with_pool(mut nad: Nad, pool: &str) -> Nad {
+    nad.annotations.insert(
+        "kubevirt-net-webhook.io/address-pool".into(),
+        pool.to_string(),
+    );
+    nad
+}
+
+/// [`bridge_nad`] (10.10.0.0/24, gateway 10.10.0.1) with the address pool `pool`.
+pub fn pool_nad(namespace: &str, name: &str, pool: &str) -> Nad {
+    with_pool(bridge_nad(namespace, name), pool)
+}
+
+/// The networks annotation of a VM manifest, parsed.
+pub fn networks_annotation(v: &Value) -> Option<Value> {
+    let text = v["metadata"]["annotations"]["kubevirt-net-webhook.io/networks"].as_str()?;
+    Some(serde_json::from_str(text).expect("the networks annotation is JSON"))
+}
+
 /// A macvlan NAD (no IPAM).
 pub fn macvlan_nad(namespace: &str, name: &str) -> Nad {
     nad(namespace, name, r#"{"type":"macvlan","master":"eth0"}"#)
