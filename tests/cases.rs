@@ -118,7 +118,15 @@ fn seed_wukong_static_ip() {
         .iter()
         .find(|v| v.get("cloudInitNoCloud").is_some())
         .expect("cloud-init volume added");
-    assert_eq!(ci["cloudInitNoCloud"]["userData"], "#cloud-config");
+    // User-data that makes cloud-init apply changed network config at the next boot (SPEC §2.9).
+    let user_data = ci["cloudInitNoCloud"]["userData"].as_str().unwrap();
+    assert!(user_data.starts_with("#cloud-config\n"), "{user_data:?}");
+    let parsed: Value = serde_yaml_ng::from_str(user_data).unwrap();
+    assert_eq!(
+        parsed["updates"]["network"]["when"],
+        serde_json::json!(["boot-new-instance", "boot"]),
+        "{user_data:?}"
+    );
     let disks = vm
         .pointer("/spec/template/spec/domain/devices/disks")
         .unwrap()

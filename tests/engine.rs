@@ -612,7 +612,7 @@ fn existing_volume_without_user_data_gets_one() {
     let (_, out) = mutate(&v, &inv);
     assert_eq!(
         out["spec"]["template"]["spec"]["volumes"][0]["cloudInitNoCloud"]["userData"],
-        "#cloud-config"
+        engine::cloudinit::USER_DATA
     );
     assert!(
         out["spec"]["template"]["spec"]["domain"]["devices"]

@@ -19,7 +19,11 @@ use crate::{
 pub const MARKER: &str = "# managed by kubevirt-net-webhook";
 /// KubeVirt's limit for inline cloud-init data.
 pub const INLINE_LIMIT: usize = 2048;
-const USER_DATA: &str = "#cloud-config";
+/// User-data of a volume the webhook creates: cloud-init ignores network config without
+/// user-data, and applies changed network config at the next boot only when asked (SPEC §2.9;
+/// the NoCloud instance-id KubeVirt gives never changes).
+pub const USER_DATA: &str =
+    "#cloud-config\nupdates:\n  network:\n    when: [boot-new-instance, boot]\n";
 const VOLUME_NAME: &str = "cloudinitdisk";
 
 /// How one NIC is configured in the guest.
@@ -271,6 +275,9 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
     // Rendered once: it is both what would be written and how a ConfigDrive config (JSON, no
     // room for a marker) is recognised as the webhook's own.
     let data = missing.is_empty().then(|| match kind {
+        CloudInitKind::NoCloud if super::netconfig_v1::needs_v1(&nics) => {
+            super::netconfig_v1::render_v1(&nics)
+        }
         CloudInitKind::NoCloud => render_netplan(&nics),
         CloudInitKind::ConfigDrive => render_network_data_json(&nics),
     });

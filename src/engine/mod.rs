@@ -18,6 +18,7 @@ pub mod cloudinit;
 pub mod guest_names;
 mod macs;
 mod names;
+pub mod netconfig_v1;
 
 /// Errors that stop the engine from deciding at all.
 #[derive(Debug, thiserror::Error)]
