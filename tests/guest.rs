@@ -5,40 +5,21 @@ mod support;
 
 use std::path::PathBuf;
 
-use kubevirt_net_webhook::cmd::review::{self, Output, ReviewArgs};
 use serde_json::{Value, json};
 use support::guest::{self, InputKind, OutputKind, Route};
+use support::webhook::{self, review_json};
 
-/// The mutated VMs `review` prints for `files`.
+/// The mutated VMs `review -o json` prints for `files`.
 fn reviewed(files: Vec<PathBuf>) -> Vec<Value> {
-    let args = ReviewArgs {
-        files,
-        nads: None,
-        vms: None,
-        config: None,
-        output: Output::Json,
-    };
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    review::review(&args, &mut out, &mut err).expect("review runs");
-    let doc: Value = serde_json::from_slice(&out).unwrap();
-    match doc["kind"].as_str() {
-        Some("List") => doc["items"].as_array().unwrap().clone(),
-        _ => vec![doc],
-    }
+    webhook::vms(&review_json(&files))
 }
 
 fn case(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/cases")).join(name)
+    webhook::case(name)
 }
 
 fn write_case(dir: &tempfile::TempDir, name: &str, docs: &[Value]) -> PathBuf {
-    let path = dir.path().join(name);
-    let text: Vec<String> = docs
-        .iter()
-        .map(|d| serde_yaml_ng::to_string(d).unwrap())
-        .collect();
-    std::fs::write(&path, text.join("---\n")).unwrap();
-    path
+    webhook::write_yaml(dir.path(), name, docs)
 }
 
 fn mac(vm: &Value, iface: &str) -> String {
@@ -103,6 +84,12 @@ fn check_all_renderers(vm: &Value, expectations: &[Expect<'_>]) {
     for output in OutputKind::ALL {
         let tree = guest::net_convert(&data, kind, output)
             .unwrap_or_else(|e| panic!("{output:?}: {e}\n{data}"));
+        let problems = tree.problems();
+        assert!(
+            problems.is_empty(),
+            "{output:?}: {problems:?}\n{}",
+            tree.all_text()
+        );
         for e in expectations {
             let m = mac(vm, e.iface);
             let dev = tree.device(&m).unwrap_or_else(|| {
@@ -166,7 +153,10 @@ fn check_all_renderers(vm: &Value, expectations: &[Expect<'_>]) {
             );
         }
     }
-    if kind == InputKind::Netplan {
+    let version = serde_yaml_ng::from_str::<Value>(&data)
+        .ok()
+        .map(|d| d["version"].clone());
+    if kind == InputKind::Netplan && version == Some(json!(2)) {
         // netplan itself (no cloud-init in between) takes the webhook's YAML under `network:`.
         let wrapped = format!(
             "network:\n{}",
@@ -363,4 +353,75 @@ fn twenty_dhcp_nics_render_everywhere() {
         .collect();
     let expectations: Vec<Expect<'_>> = names.iter().map(|n| Expect::dhcp(n)).collect();
     check_all_renderers(out, &expectations);
+}
+
+/// A dual-stack NIC with an IPv6 default route (the annotation's IPv6 `gateway`) and extra
+/// IPv4 and IPv6 routes. NoCloud gets network config v1, ConfigDrive network_data.json; in
+/// both, every renderer binds each route to that NIC, `::/0` stays `::/0`, and no route sits
+/// in the other family's section (`check_all_renderers` checks `problems()`).
+#[test]
+fn ipv6_routes_render_everywhere_via_v1() {
+    let dir = tempfile::tempdir().unwrap();
+    let annotation = r#"{"storage": {"addresses": ["10.50.0.10/24", "fd00:50::10/64"], "gateway": "fd00:50::1", "dns": ["10.50.0.2", "fd00:50::2"], "search": ["storage.internal"], "routes": [{"to": "0.0.0.0/0", "via": "10.50.0.1"}, {"to": "10.0.0.0/8", "via": "10.50.0.254"}, {"to": "fd00:99::/48", "via": "fd00:50::fe", "metric": 50}]}}"#;
+    let mut docs = webhook::read_yaml(&case("dual-stack-annotation.yaml"));
+    let vm = docs
+        .iter_mut()
+        .find(|d| d["kind"] == "VirtualMachine")
+        .unwrap();
+    vm["metadata"]["annotations"]["kubevirt-net-webhook.io/networks"] = json!(annotation);
+    let no_cloud = vm.clone();
+    vm["spec"]["template"]["spec"]["volumes"][1] =
+        json!({"name": "cloudinit", "cloudInitConfigDrive": {"userData": "#cloud-config"}});
+    let config_drive = vm.clone();
+    for (form, vm) in [("NoCloud", no_cloud), ("ConfigDrive", config_drive)] {
+        let mut docs = docs.clone();
+        *docs
+            .iter_mut()
+            .find(|d| d["kind"] == "VirtualMachine")
+            .unwrap() = vm;
+        let out = &reviewed(vec![write_case(&dir, "v6-routes.yaml", &docs)])[0];
+        let (kind, data) = network_data(out);
+        if form == "NoCloud" {
+            let doc: Value = serde_yaml_ng::from_str(&data).unwrap();
+            assert!(
+                data.starts_with("# managed by kubevirt-net-webhook"),
+                "{data}"
+            );
+            assert_eq!(doc["version"], 1, "{data}");
+            assert!(data.len() < 2048, "{data}");
+        } else {
+            assert_eq!(kind, InputKind::OpenStackJson);
+        }
+        check_all_renderers(
+            out,
+            &[
+                Expect::dhcp("default"),
+                Expect {
+                    iface: "storage",
+                    guest_name: Some("storage"),
+                    addresses: &["10.50.0.10/24", "fd00:50::10/64"],
+                    routes: &[
+                        ("0.0.0.0/0", "10.50.0.1"),
+                        ("10.0.0.0/8", "10.50.0.254"),
+                        ("::/0", "fd00:50::1"),
+                        ("fd00:99::/48", "fd00:50::fe"),
+                    ],
+                    dns: &["10.50.0.2", "fd00:50::2"],
+                    dhcp4: false,
+                },
+            ],
+        );
+    }
+}
+
+/// Netplan v2 stays the format while no NIC has an IPv6 route, also with IPv6 addresses.
+#[test]
+fn without_ipv6_routes_netplan_v2_stays() {
+    for name in ["seed-wukong-static-ip.yaml", "dual-stack-annotation.yaml"] {
+        let out = &reviewed(vec![case(name)])[0];
+        let (kind, data) = network_data(out);
+        assert_eq!(kind, InputKind::Netplan);
+        let doc: Value = serde_yaml_ng::from_str(&data).unwrap();
+        assert_eq!(doc["version"], 2, "{name}: {data}");
+    }
 }

@@ -447,16 +447,26 @@ fn netplan_input_every_output_kind() {
             ext.routes,
             t.all_text()
         );
-        // cloud-init 22.4 BUG: the NetworkManager renderer puts the v2 IPv6 route in [ipv4].
+        // cloud-init 22.4 BUG: the NetworkManager renderer puts the v2 IPv6 route in [ipv4],
+        // the eni renderer into the `inet` stanza.
         let problems = t.problems();
-        if out == OutputKind::NetworkManager {
-            assert_eq!(problems.len(), 1, "{problems:?}");
-            assert!(
-                problems[0].contains("[ipv4] route2=::/64,fd00:50::1"),
-                "{problems:?}"
-            );
-        } else {
-            assert!(problems.is_empty(), "{out:?}: {problems:?}");
+        match out {
+            OutputKind::NetworkManager => {
+                assert_eq!(problems.len(), 1, "{problems:?}");
+                assert!(
+                    problems[0].contains("[ipv4] route2=::/64,fd00:50::1"),
+                    "{problems:?}"
+                );
+            }
+            OutputKind::Eni => {
+                assert_eq!(problems.len(), 1, "{problems:?}");
+                assert!(
+                    problems[0].contains("route add -A inet6")
+                        && problems[0].contains("inet stanza of external"),
+                    "{problems:?}"
+                );
+            }
+            _ => assert!(problems.is_empty(), "{out:?}: {problems:?}"),
         }
     }
 }

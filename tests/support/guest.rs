@@ -28,7 +28,15 @@
 //!   routes (`network: "::", netmask: "::"`) are normalised once and stay `::/0`.
 //! - BUG: NetworkManager renderer with v2 input puts *all* routes of an interface under the
 //!   first subnet's section, so IPv6 routes land in `[ipv4]` when the interface also has an
-//!   IPv4 address. network_data.json keeps routes per network. See [`RenderedTree::problems`].
+//!   IPv4 address; the eni renderer likewise writes them into the `inet` stanza.
+//!   network_data.json and network config v1 keep routes per subnet. See
+//!   [`RenderedTree::problems`].
+//! - Network config v1 (`version: 1`, `type: physical` with `mac_address` and `name`, one
+//!   `type: static` subnet per address with its own `routes: [{destination, gateway}]`) is
+//!   read with `--kind yaml` too, normalised once, and renders IPv6 routes right in every
+//!   renderer (`::/0` stays `::/0`). The eni renderer writes every route as
+//!   `post-up route add ... || true` (net-tools' `route`), a subnet `gateway` as ifupdown's
+//!   `gateway` (applied with `ip route add`, which fails if a default route exists).
 //! - The NetworkManager renderer matches by MAC only (no `interface-name`, no udev rule);
 //!   eni and sysconfig write `70-persistent-net.rules` (MAC → name); networkd writes
 //!   `Name=` in `[Match]`. At boot cloud-init renames NICs itself before rendering.
@@ -263,9 +271,36 @@ impl RenderedTree {
     }
 
     /// Renderings that a guest would not apply as intended (known renderer bugs):
-    /// NetworkManager keyfiles with IPv6 entries in `[ipv4]` or IPv4 entries in `[ipv6]`.
+    /// NetworkManager keyfiles with IPv6 entries in `[ipv4]` or IPv4 entries in `[ipv6]`, and
+    /// eni route lines in the other family's stanza (an `-A inet6` route in `iface X inet`
+    /// runs when the IPv4 side comes up, before the IPv6 address exists, and its `|| true`
+    /// hides the failure).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for (p, c) in self.files_matching(|p| p.contains("etc/network/interfaces")) {
+            for stanza in eni_stanzas(c) {
+                let head: Vec<&str> = stanza[0].split_whitespace().collect();
+                let (Some(&"iface"), Some(family)) = (head.first(), head.get(2)) else {
+                    continue;
+                };
+                for line in &stanza[1..] {
+                    let t: Vec<&str> = line.split_whitespace().collect();
+                    let Some(route) = t.iter().position(|w| *w == "route") else {
+                        continue;
+                    };
+                    if !matches!(t.get(route + 1), Some(&"add")) {
+                        continue;
+                    }
+                    let v6 = t.windows(2).any(|w| w == ["-A", "inet6"]);
+                    if v6 != (*family == "inet6") {
+                        out.push(format!(
+                            "{p}: `{line}` is in the {family} stanza of {}",
+                            head.get(1).unwrap_or(&"?")
+                        ));
+                    }
+                }
+            }
+        }
         for (p, c) in self.files_matching(|p| p.ends_with(".nmconnection")) {
             for (sec, k, v) in ini(c) {
                 let is_entry = k.starts_with("address") || k.starts_with("route") || k == "gateway";

@@ -7,14 +7,19 @@
 //! - [`guest`]: render cloud-init network config with the guest's real tools
 //!   (`cloud-init devel net-convert`, `netplan generate`).
 //! - [`server`]: certificates, a TLS/HTTP client, and an in-process server.
+//! - [`boot`]: boot a real Debian guest under qemu with the webhook's cloud-init and read back
+//!   its links, addresses, routes and DNS (`guest-image/` builds that guest).
+//! - [`webhook`]: the `kubevirt-net-webhook review -o json` command, and VM field helpers.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod boot;
 pub mod fixtures;
 pub mod guest;
 pub mod schema;
 pub mod server;
+pub mod webhook;
 
 /// All test data lives under this folder of the repository: `cases/` (scenarios with their
 /// expected behaviour at the top), `crds/` (KubeVirt's and Multus' CRDs),

@@ -3,9 +3,12 @@
 //! while it runs (KubeVirt would mark it `RestartRequired`), only ever the webhook's own.
 //!
 //! - [`render`]: netplan v2 for NoCloud, OpenStack `network_data.json` for ConfigDrive.
+//! - [`v1`]: network config v1 for NoCloud when a NIC has an IPv6 route: cloud-init's
+//!   renderers up to 25.1 mishandle netplan v2's IPv6 routes, v1 renders right in all.
 //! - [`managed`]: which config is the webhook's, and for which VM.
-mod managed;
+pub(crate) mod managed;
 pub mod render;
+pub mod v1;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -124,6 +127,9 @@ fn nics(ctx: &Ctx<'_>, requests: &BTreeMap<String, AddressRequest>) -> (Vec<Nic>
 
 fn render(kind: CloudInitKind, nics: &[Nic], identity: &str) -> String {
     match kind {
+        CloudInitKind::NoCloud if v1::needs_v1(nics) => {
+            v1::render_v1(nics, &managed::marker(identity))
+        }
         CloudInitKind::NoCloud => render_netplan(nics, &managed::marker(identity)),
         CloudInitKind::ConfigDrive => render_network_data_json(nics),
     }
