@@ -70,6 +70,8 @@ struct Activity {
     seen_request: AtomicBool,
     /// When the last request finished, in nanoseconds after `born`.
     last_done: AtomicU64,
+    /// A request finished: the driver re-arms its idle timer.
+    done: Notify,
     evict: Notify,
 }
 
@@ -88,6 +90,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             seen_request: AtomicBool::new(false),
             last_done: AtomicU64::new(0),
+            done: Notify::new(),
             evict: Notify::new(),
         }
     }
@@ -146,6 +149,7 @@ impl Drop for RequestGuard {
         // Written before the count drops, so that a check seeing 0 sees this time.
         a.last_done.store(nanos, Ordering::Release);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        a.done.notify_one();
     }
 }
 
@@ -390,21 +394,34 @@ where
     tokio::pin!(connection);
     let mut check_at = activity.born + limits.first_request;
     let reason = loop {
-        tokio::select! {
+        let check = tokio::select! {
             result = connection.as_mut() => {
-                if let Err(e) = result {
-                    debug!(error = %e, "connection ended with an error");
-                }
-                return None;
+                return match result {
+                    Ok(()) => None,
+                    Err(e) => {
+                        debug!(error = %e, "connection ended with an error");
+                        // hyper's HTTP/1.1 header read timeout may fire just before ours.
+                        let timeout = e
+                            .downcast_ref::<hyper::Error>()
+                            .is_some_and(hyper::Error::is_timeout);
+                        match (timeout, activity.seen_request.load(Ordering::Acquire)) {
+                            (false, _) => None,
+                            (true, false) => Some("first_request_timeout"),
+                            (true, true) => Some("header_timeout"),
+                        }
+                    }
+                };
             }
-            _ = tokio::time::sleep_until(check_at.into()) => {
-                match activity.verdict(Instant::now(), limits) {
-                    Verdict::Keep(at) => check_at = at,
-                    Verdict::Close(reason) => break Some(reason),
-                }
-            }
+            _ = tokio::time::sleep_until(check_at.into()) => true,
+            _ = activity.done.notified() => true,
             _ = activity.evict.notified() => break Some("evicted"),
             _ = phase.wait_for(|p| *p != Phase::Serving) => break None,
+        };
+        if check {
+            match activity.verdict(Instant::now(), limits) {
+                Verdict::Keep(at) => check_at = at,
+                Verdict::Close(reason) => break Some(reason),
+            }
         }
     };
     // HTTP/1.1: close after the response in progress; HTTP/2: GOAWAY, finish open streams.

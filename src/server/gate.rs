@@ -46,12 +46,14 @@ use crate::admission::Endpoint;
 pub const MIN_CHARGE: usize = 16 * 1024;
 
 /// Test seam: decisions for uids starting with `uid_prefix` block their thread `delay`
-/// longer, as a pathologically slow engine would.
+/// longer, as a pathologically slow engine would; each such uid is sent to `started` when
+/// its decision begins.
 #[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct SlowDecisions {
     pub uid_prefix: String,
     pub delay: Duration,
+    pub started: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 /// The limits of [`Gate`].
@@ -185,16 +187,17 @@ impl Gate {
         let job = tokio::task::spawn_blocking(move || {
             let _held = (reservation, slot);
             let head = Head::peek(&body);
-            let delay = slow
+            let slow = slow
                 .zip(head.as_ref())
                 .filter(|(s, h)| h.request.uid.starts_with(&s.uid_prefix))
-                .map(|(s, _)| s.delay);
+                .map(|(s, h)| (s, h.request.uid.clone()));
             // The handler is gone (client disconnected) or past its deadline: skip.
             if head_tx.send(head).is_err() || Instant::now() >= deadline {
                 return None;
             }
-            if let Some(delay) = delay {
-                std::thread::sleep(delay);
+            if let Some((slow, uid)) = slow {
+                let _ = slow.started.send(uid);
+                std::thread::sleep(slow.delay);
             }
             Some(decide(&body))
         });

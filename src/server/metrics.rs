@@ -41,7 +41,8 @@ pub struct PortLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClosedLabels {
     pub port: &'static str,
-    /// `first_request_timeout`, `idle_timeout`, `evicted` or `tls_error`.
+    /// `first_request_timeout`, `header_timeout` (a later HTTP/1.1 request's headers),
+    /// `idle_timeout`, `evicted` or `tls_error`.
     pub reason: &'static str,
 }
 
