@@ -165,12 +165,17 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_under_ulimit_256_does_not_starve_anyone() {
     // The report: 240 silent connections under `ulimit -n 256` made every request fail
-    // (accept: too many open files). With --max-connections below the limit, silent
-    // connections are evicted instead and the descriptors never run out.
+    // (accept: too many open files). Now the default --max-connections is lowered to fit the
+    // limit, silent connections are evicted at the cap, and the descriptors never run out.
     const SILENT: usize = 300;
-    let mut server = Served::start(
-        &["--max-connections", "100", "--header-read-timeout", "3s"],
-        Some(256),
+    let mut server = Served::start(&["--header-read-timeout", "3s"], Some(256));
+    assert!(
+        server
+            .seen
+            .iter()
+            .any(|l| l.contains("--max-connections lowered") && l.contains("used=96")),
+        "{:?}",
+        server.seen
     );
     let config = server.ca.client_config(&[b"http/1.1"]);
     let mut mutate = Http::tls(server.addr, config.clone()).await;

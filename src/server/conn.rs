@@ -59,6 +59,39 @@ pub struct Limits {
     pub max_connections: u32,
 }
 
+/// File descriptors kept for everything but client connections (listeners, epoll, the
+/// certificate watch, the Kubernetes client's connections, logs).
+const RESERVED_FDS: u64 = 64;
+
+/// The soft `RLIMIT_NOFILE` from `/proc/self/limits` (Linux), `None` when unknown or unlimited.
+pub fn nofile_soft_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_nofile(&text)
+}
+
+fn parse_nofile(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `max_connections` per port for `ports` ports, lowered so that the connections cannot run
+/// the process out of file descriptors (then `accept` fails for everyone, probes included).
+pub fn fit_to_fd_limit(max_connections: u32, ports: u32, soft_limit: Option<u64>) -> u32 {
+    match soft_limit {
+        None => max_connections,
+        Some(limit) => {
+            let room = limit.saturating_sub(RESERVED_FDS) / u64::from(ports.max(1));
+            max_connections
+                .min(u32::try_from(room).unwrap_or(u32::MAX))
+                .max(1)
+        }
+    }
+}
+
 /// How long a connection being closed (timeout, eviction) may take to flush its last bytes.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -443,5 +476,26 @@ async fn sleep_at_most(d: Duration) {
     match Instant::now().checked_add(d) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_the_descriptor_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max cpu time              unlimited            unlimited            seconds\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(parse_nofile(limits), Some(1024));
+        assert_eq!(
+            parse_nofile("Max open files  unlimited  unlimited  files\n"),
+            None
+        );
+        assert_eq!(fit_to_fd_limit(1000, 2, Some(1024)), 480);
+        assert_eq!(fit_to_fd_limit(1000, 2, Some(1_048_576)), 1000);
+        assert_eq!(fit_to_fd_limit(1000, 2, None), 1000);
+        assert_eq!(fit_to_fd_limit(1000, 2, Some(10)), 1);
     }
 }

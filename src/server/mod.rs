@@ -104,7 +104,8 @@ pub struct ServeLimits {
     pub idle_timeout: Duration,
     /// Open connections per port at most. At the limit, the oldest connection that has not
     /// sent a request yet (else the one idle longest) is closed to make room; if every
-    /// connection has a request in flight, accepting waits. Keep 2x this below `ulimit -n`.
+    /// connection has a request in flight, accepting waits. Lowered at start to fit the
+    /// file descriptor limit (`ulimit -n`: two ports plus 64 spare), with a warning.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_connections: u32,
     /// An AdmissionReview still undecided this long after its body arrived is answered
@@ -443,10 +444,20 @@ impl Server {
             tasks,
         } = self;
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+        let soft_limit = conn::nofile_soft_limit();
+        let max_connections = conn::fit_to_fd_limit(args.limits.max_connections, 2, soft_limit);
+        if max_connections < args.limits.max_connections {
+            warn!(
+                requested = args.limits.max_connections,
+                used = max_connections,
+                nofile = soft_limit,
+                "--max-connections lowered to fit the file descriptor limit (ulimit -n)"
+            );
+        }
         let limits = conn::Limits {
             first_request: args.header_read_timeout,
             idle: args.limits.idle_timeout,
-            max_connections: args.limits.max_connections,
+            max_connections,
         };
         let https = tokio::spawn(conn::serve(
             conn::Endpoint {
