@@ -626,3 +626,28 @@ async fn tls_min_version_1_3_refuses_a_tls_1_2_client() {
     );
     assert!(answered(&strict, client_with_versions(&strict, &tls13)).await);
 }
+
+#[tokio::test]
+async fn a_body_of_millions_of_tiny_values_is_refused_before_decoding() {
+    // Measured before: one 7 MiB AdmissionReview of `0,0,0,...` took 250 MB to decode (the
+    // default memory limit was 256 MiB), two at once 520 MB.
+    let server = Running::start(|_, _, _| {}).await;
+    let zeros = "0,".repeat((7 << 20) / 2 - 1000);
+    let body = format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"many","kind":{{"group":"kubevirt.io","version":"v1","kind":"VirtualMachine"}},"operation":"CREATE","namespace":"default","object":{{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachine","metadata":{{"name":"big"}},"x":[{zeros}0]}}}}}}"#
+    );
+    assert!(body.len() <= 7 << 20);
+    let mut stream = tls_connect(server.addr, server.client_config())
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let (status, head, text) = raw(&mut stream, "POST", "/validate", body.as_bytes()).await;
+    let took = sent.elapsed();
+    assert_eq!(status, 200, "{head}");
+    let review: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(review["response"]["uid"], json!("many"));
+    assert_eq!(review["response"]["allowed"], json!(false));
+    assert_eq!(review["response"]["status"]["code"], json!(413), "{review}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    server.assert_healthy().await;
+}

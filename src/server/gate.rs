@@ -1,21 +1,22 @@
 //! Keeps the admission decision off the async workers and bounds what requests can cost.
 //!
-//! The decision (`admission::parse` + `answer`) is synchronous CPU work. It runs on tokio's
-//! blocking pool, so a slow one never stalls the workers that serve probes, metrics and other
-//! connections. Three limits apply:
+//! The decision (`admission::parse` + `answer`) is synchronous CPU work. It runs on a small
+//! pool of decision threads, so a slow one never stalls the async workers that serve probes,
+//! metrics and other connections. Three limits apply:
 //!
 //! - **Pending budget** (`--max-pending-mib`): before its body is read, each AdmissionReview
 //!   reserves its `Content-Length` (at least [`MIN_CHARGE`], [`super::BODY_LIMIT`] when
 //!   unknown) until it is answered. When the budget is spent the request is shed: HTTP 503
 //!   with `Retry-After: 1`, without reading the body. This bounds the memory held by bodies.
-//! - **Decision slots** (`--max-concurrent-decisions`): decisions running at once, so the
-//!   memory of parsed objects and the threads in use stay bounded. A request that finds no
-//!   free slot before its deadline is shed like above.
+//! - **Decision threads** (`--max-concurrent-decisions`): decisions running at once, so the
+//!   memory of decoded objects and the threads in use stay bounded; others wait in a queue.
+//!   A request whose decision has not started by its deadline is shed like above. Bodies of
+//!   more than [`MAX_JSON_VALUES`] values are refused before decoding (code 413).
 //! - **Deadline** (`--decision-timeout`, counted from the body's arrival): a decision still
 //!   running then is answered at once with HTTP 200, `allowed: false` and status code 504,
 //!   echoing the uid. The decision itself cannot be interrupted (it is synchronous); it keeps
-//!   its slot until it returns, so slow decisions cannot pile up beyond the slots. A decision
-//!   whose client went away before it started is skipped.
+//!   its thread until it returns, so slow decisions cannot pile up beyond the threads. A
+//!   queued decision whose client went away, or whose deadline passed, is skipped.
 //!
 //! Why these answers: kube-apiserver calls webhooks with client-go's REST client, which
 //! retries a 5xx carrying `Retry-After` within the webhook's `timeoutSeconds`, so a shed
@@ -25,6 +26,8 @@
 //! code 504), whereas a bare 5xx becomes an opaque "failed calling webhook" and would be
 //! retried although the same object would be just as slow again.
 use std::{
+    cell::Cell,
+    fmt,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -34,7 +37,10 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeSeed, MapAccess, SeqAccess, Visitor},
+};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::warn;
@@ -44,6 +50,86 @@ use crate::admission::Endpoint;
 
 /// The smallest reservation, so that the budget also bounds the number of pending requests.
 pub const MIN_CHARGE: usize = 16 * 1024;
+
+/// Most JSON values (scalars, keys, arrays, objects) an AdmissionReview may hold. Decoding
+/// takes ~70 bytes per value, so a 7 MiB body of tiny values would take 250 MB; this bounds a
+/// decision to ~40 MB. The API server sends at most two objects of 3 MiB (its request limit),
+/// and a real VM holds thousands of values, not a million.
+pub const MAX_JSON_VALUES: usize = 500_000;
+
+/// Whether `body` holds more than `limit` JSON values, counted in one pass that builds
+/// nothing and stops at the limit. Invalid JSON counts as not too many (the decision reports
+/// it properly).
+fn more_values_than(body: &[u8], limit: usize) -> bool {
+    struct Count<'a>(&'a Cell<usize>);
+
+    impl Count<'_> {
+        /// Counts one value; the one beyond the limit stops the pass.
+        fn tick<E: serde::de::Error>(&self) -> Result<(), E> {
+            let left = self.0.get().saturating_sub(1);
+            self.0.set(left);
+            if left == 0 {
+                Err(E::custom("too many values"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.tick()?;
+            while seq.next_element_seed(Count(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.tick()?;
+            while map.next_key_seed(Count(self.0))?.is_some() {
+                map.next_value_seed(Count(self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    // Every JSON value takes at least two bytes (`0,`): a shorter body cannot have too many.
+    if body.len() < 2 * limit {
+        return false;
+    }
+    // Hits zero at value number limit + 1.
+    let left = Cell::new(limit + 1);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Count(&left).deserialize(&mut de);
+    left.get() == 0
+}
 
 /// Test seam: decisions for uids starting with `uid_prefix` block their thread `delay`
 /// longer, as a pathologically slow engine would; each such uid is sent to `started` when
@@ -70,7 +156,8 @@ pub struct GateLimits {
 pub struct Gate {
     /// In KiB, so that a 7 MiB body fits a `u32` permit count.
     budget: Arc<Semaphore>,
-    slots: Arc<Semaphore>,
+    /// The decision threads' queue; they end when it closes (the gate is dropped).
+    jobs: std::sync::mpsc::SyncSender<Job>,
     timeout: Duration,
     slow: Option<SlowDecisions>,
     metrics: Arc<Metrics>,
@@ -106,6 +193,37 @@ impl Head {
     }
 }
 
+/// One queued decision.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `threads` decision threads taking jobs from a queue of `capacity`. A thread that
+/// finishes a job takes the next queued one without sleeping, so under load no request pays
+/// for waking a thread (which tokio's elastic blocking pool does for every task).
+fn decision_threads(threads: usize, capacity: usize) -> std::sync::mpsc::SyncSender<Job> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(capacity);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..threads.max(1) {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("decision-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok(job) = job else { break };
+                    // A panic fails that request (its answer channel is dropped), not the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start a decision thread");
+        }
+    }
+    tx
+}
+
 fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
@@ -113,9 +231,11 @@ fn kib(bytes: usize) -> u32 {
 impl Gate {
     pub fn new(limits: &GateLimits, metrics: Arc<Metrics>) -> Self {
         let budget = kib(limits.pending_bytes.max(BODY_LIMIT)) as usize;
+        // The budget bounds pending requests; the queue never needs to hold more.
+        let capacity = budget / kib(MIN_CHARGE) as usize;
         Self {
             budget: Arc::new(Semaphore::new(budget)),
-            slots: Arc::new(Semaphore::new(limits.concurrent_decisions.max(1))),
+            jobs: decision_threads(limits.concurrent_decisions, capacity),
             timeout: limits.decision_timeout,
             slow: limits.slow.clone(),
             metrics,
@@ -161,7 +281,8 @@ impl Gate {
         response
     }
 
-    /// Runs `decide` on the blocking pool within the deadline; see the module documentation.
+    /// Queues `decide` for a decision thread and waits for it within the deadline; see the
+    /// module documentation.
     pub async fn decide<F>(
         &self,
         endpoint: Endpoint,
@@ -173,47 +294,49 @@ impl Gate {
         F: FnOnce(&[u8]) -> Response + Send + 'static,
     {
         let deadline = Instant::now() + self.timeout;
-        let slot = match tokio::time::timeout_at(
-            deadline.into(),
-            self.slots.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(slot)) => slot,
-            _ => return self.shed(endpoint, "no decision slot before the deadline"),
-        };
-        let (head_tx, head_rx) = oneshot::channel();
+        let (head_tx, mut head_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
         let slow = self.slow.clone();
-        let job = tokio::task::spawn_blocking(move || {
-            let _held = (reservation, slot);
+        let job: Job = Box::new(move || {
+            let _held = reservation;
+            // The handler is gone (client disconnected) or past its deadline: skip.
+            if head_tx.is_closed() || Instant::now() >= deadline {
+                return;
+            }
             let head = Head::peek(&body);
             let slow = slow
                 .zip(head.as_ref())
                 .filter(|(s, h)| h.request.uid.starts_with(&s.uid_prefix))
                 .map(|(s, h)| (s, h.request.uid.clone()));
-            // The handler is gone (client disconnected) or past its deadline: skip.
-            if head_tx.send(head).is_err() || Instant::now() >= deadline {
-                return None;
+            let kept = head.clone();
+            if head_tx.send(head).is_err() {
+                return;
+            }
+            if more_values_than(&body, MAX_JSON_VALUES) {
+                let _ = done_tx.send(too_complex(endpoint, kept));
+                return;
             }
             if let Some((slow, uid)) = slow {
                 let _ = slow.started.send(uid);
                 std::thread::sleep(slow.delay);
             }
-            Some(decide(&body))
+            let _ = done_tx.send(decide(&body));
         });
-        let mut head_rx = head_rx;
-        match tokio::time::timeout_at(deadline.into(), job).await {
-            Ok(Ok(Some(response))) => response,
-            Ok(Err(e)) => {
-                // A panic in the decision: the request fails, the server goes on.
-                warn!(endpoint = endpoint.as_str(), error = %e, "decision failed");
+        if self.jobs.try_send(job).is_err() {
+            return self.shed(endpoint, "decision queue full");
+        }
+        match tokio::time::timeout_at(deadline.into(), done_rx).await {
+            Ok(Ok(response)) => response,
+            // Dropped unanswered before the deadline: the decision panicked.
+            Ok(Err(_)) if Instant::now() < deadline => {
+                warn!(endpoint = endpoint.as_str(), "decision failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "decision failed\n").into_response()
             }
-            // Past the deadline, running or not started: the uid, if read by now, is here.
-            Ok(Ok(None)) | Err(_) => {
-                let head = head_rx.try_recv().ok().flatten();
-                self.timed_out(endpoint, head)
-            }
+            // Past the deadline: answered if it started (the uid is known), else shed.
+            _ => match head_rx.try_recv() {
+                Ok(head) => self.timed_out(endpoint, head),
+                Err(_) => self.shed(endpoint, "no decision thread free before the deadline"),
+            },
         }
     }
 
@@ -259,9 +382,56 @@ impl Gate {
     }
 }
 
+/// The answer to an AdmissionReview with more than [`MAX_JSON_VALUES`] values: denied with
+/// code 413 (HTTP 413 when it is not even an AdmissionReview we could answer).
+fn too_complex(endpoint: Endpoint, head: Option<Head>) -> Response {
+    let message = format!(
+        "the AdmissionReview holds more than {MAX_JSON_VALUES} JSON values, the limit of kubevirt-net-webhook"
+    );
+    warn!(
+        endpoint = endpoint.as_str(),
+        uid = %head.as_ref().map(|h| Escaped(&h.request.uid).to_string()).unwrap_or_default(),
+        limit = MAX_JSON_VALUES,
+        "request too complex: refused without decoding it"
+    );
+    match head {
+        Some(head) => axum::Json(json!({
+            "apiVersion": head.api_version,
+            "kind": "AdmissionReview",
+            "response": {
+                "uid": head.request.uid,
+                "allowed": false,
+                "status": {"code": 413, "reason": "RequestEntityTooLarge", "message": message},
+            }
+        }))
+        .into_response(),
+        None => (StatusCode::PAYLOAD_TOO_LARGE, format!("{message}\n")).into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_counted_up_to_the_limit() {
+        let zeros = |n: usize| format!("[{}0]", "0,".repeat(n - 2)); // n values with the array
+        assert!(!more_values_than(zeros(1000).as_bytes(), 1000));
+        assert!(more_values_than(zeros(1001).as_bytes(), 1000));
+        let object = format!(
+            "{{{}\"z\":0}}",
+            (0..300)
+                .map(|i| format!("\"k{i}\":[null,true,\"s\",1.5,-2],"))
+                .collect::<String>()
+        );
+        // 1 object + 301 keys + 300 arrays of 5 + 1 value.
+        assert!(!more_values_than(object.as_bytes(), 1 + 301 + 300 * 6 + 1));
+        assert!(more_values_than(object.as_bytes(), 301 + 300 * 6 + 1));
+        assert!(
+            !more_values_than(&vec![b'['; 5000], 1000),
+            "invalid JSON: not this check's job"
+        );
+    }
 
     #[test]
     fn head_is_read_without_decoding_the_objects() {
