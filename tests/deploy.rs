@@ -25,7 +25,7 @@ const DEFAULT_DECISION_TIMEOUT_S: f64 = 2.0;
 /// Peak RSS measured under load and attack (README, "Security"), MiB: the memory limit must
 /// leave room above it, the request must cover the steady state under load.
 const MEASURED_PEAK_MIB: f64 = 150.0;
-const MEASURED_LOADED_MIB: f64 = 20.0;
+const MEASURED_LOADED_MIB: f64 = 16.0;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

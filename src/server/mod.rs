@@ -121,7 +121,7 @@ pub struct ServeLimits {
     /// AdmissionReview bodies held at once (reading, waiting or being decided), in MiB; each
     /// counts its Content-Length (at least 16 KiB; 7 MiB when unknown). Beyond it a request
     /// is shed at once: HTTP 503 with Retry-After: 1, counted in shed_total.
-    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub max_pending_mib: usize,
     /// Lowest TLS version accepted on the HTTPS port.
     #[arg(long, value_name = "VERSION", value_enum, default_value_t = MinVersion::Tls12)]
@@ -143,7 +143,7 @@ impl Default for ServeLimits {
             max_connections: 1000,
             decision_timeout: Duration::from_secs(2),
             max_concurrent_decisions: 2,
-            max_pending_mib: 32,
+            max_pending_mib: 16,
             tls_min_version: MinVersion::Tls12,
             client_ca: None,
             slow_decisions: None,
