@@ -222,7 +222,13 @@ fn names(obj: &DynamicObject) -> (String, String) {
 pub fn load_files(kind: Kind, path: &Path, inventory: &mut Inventory) -> Result<(), Error> {
     let mut applier = Applier::new(kind);
     applier.apply(inventory, Event::Init)?;
-    for doc in manifests::read_path(path)? {
+    // The operator's own files, which may describe a whole cluster: `review`'s limits, which
+    // guard CI runners against hostile repositories, would be too tight here.
+    let limits = manifests::Limits {
+        max_file_bytes: 1 << 30,
+        max_total_bytes: 4 << 30,
+    };
+    for doc in manifests::read_path_with(path, &limits)? {
         if !kind.matches(&doc) {
             continue;
         }
