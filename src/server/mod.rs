@@ -114,8 +114,8 @@ pub struct ServeLimits {
     /// answer rather than timing out itself.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub decision_timeout: Duration,
-    /// Decisions running at once, each on its own blocking thread; others wait for a slot
-    /// until the decision timeout.
+    /// Decision threads: decisions running at once. Others wait in a queue; one not started
+    /// by its decision timeout is shed (503).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_concurrent_decisions: usize,
     /// AdmissionReview bodies held at once (reading, waiting or being decided), in MiB; each
@@ -570,7 +570,7 @@ async fn validate(State(shared): State<Arc<Shared>>, request: Request) -> Respon
 }
 
 /// Reserves room for the request (or sheds it), reads the body, then runs [`Shared::admit`]
-/// on the blocking pool within the decision deadline (see [`gate`]).
+/// on a decision thread within the decision deadline (see [`gate`]).
 async fn admit_off_thread(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -> Response {
     let Some(reservation) = shared.gate.reserve(request.headers()) else {
         return shared.gate.shed(endpoint, "too many pending requests");
