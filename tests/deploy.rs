@@ -20,6 +20,12 @@ const CERT_DIR: &str = "/etc/webhook/certs";
 const DEFAULT_HTTPS_PORT: u64 = 8443;
 const DEFAULT_ADMIN_PORT: u64 = 9090;
 const INJECT_CA: &str = "cert-manager.io/inject-ca-from";
+/// The binary's default `--decision-timeout`, in seconds.
+const DEFAULT_DECISION_TIMEOUT_S: f64 = 2.0;
+/// Peak RSS measured under load and attack (README, "Security"), MiB: the memory limit must
+/// leave room above it, the request must cover the steady state under load.
+const MEASURED_PEAK_MIB: f64 = 150.0;
+const MEASURED_LOADED_MIB: f64 = 16.0;
 
 use kube::core::admission::Operation;
 use kubevirt_net_webhook::model::kinds::Kind;
@@ -509,7 +515,149 @@ fn check_common(objects: &[Value]) {
         );
     }
 
+    check_resources(container);
+    check_decision_timeout(objects, &args);
+    check_network_policy(objects, template_labels, container, https_port, admin_port);
     check_rbac(objects, deployment);
+}
+
+/// A Kubernetes quantity in base units (cores, bytes): `250m`, `1`, `64Mi`, `1Gi`, `1e3`.
+fn quantity(v: &Value) -> f64 {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => panic!("bad quantity {v}"),
+    };
+    let units = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("m", 1e-3),
+    ];
+    for (suffix, factor) in units {
+        if let Some(n) = text.strip_suffix(suffix) {
+            return n.parse::<f64>().expect("quantity number") * factor;
+        }
+    }
+    text.parse()
+        .unwrap_or_else(|_| panic!("bad quantity {text}"))
+}
+
+/// Requests within limits, sized from the measurements (README, "Security").
+fn check_resources(container: &Value) {
+    let r = &container["resources"];
+    let mib = |v: &Value| quantity(v) / 1024f64.powi(2);
+    for resource in ["cpu", "memory"] {
+        assert!(
+            quantity(&r["requests"][resource]) <= quantity(&r["limits"][resource]),
+            "{resource}: request above limit"
+        );
+    }
+    assert!(
+        mib(&r["limits"]["memory"]) >= MEASURED_PEAK_MIB * 1.25,
+        "memory limit {} below the measured peak {MEASURED_PEAK_MIB} MiB plus 25%",
+        r["limits"]["memory"]
+    );
+    assert!(
+        mib(&r["requests"]["memory"]) >= MEASURED_LOADED_MIB,
+        "memory request {} below the RSS under load",
+        r["requests"]["memory"]
+    );
+    // At least one core: the TLS and decisions of a burst must not be throttled to nothing.
+    assert!(quantity(&r["limits"]["cpu"]) >= 1.0, "cpu limit");
+}
+
+/// The decision deadline is well below every webhook's timeoutSeconds, so the API server gets
+/// the webhook's answer instead of timing out itself.
+fn check_decision_timeout(objects: &[Value], args: &[&str]) {
+    let seconds = args
+        .iter()
+        .position(|a| *a == "--decision-timeout")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            kubevirt_net_webhook::server::parse_duration(v)
+                .unwrap_or_else(|e| panic!("--decision-timeout {v}: {e}"))
+                .as_secs_f64()
+        })
+        .unwrap_or(DEFAULT_DECISION_TIMEOUT_S);
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for w in one(objects, kind)["webhooks"].as_array().unwrap() {
+            let timeout = w["timeoutSeconds"].as_f64().expect("timeoutSeconds");
+            assert!(
+                seconds + 1.0 <= timeout,
+                "{kind}: --decision-timeout {seconds}s must be at least 1s below timeoutSeconds {timeout}"
+            );
+        }
+    }
+}
+
+/// The pods are isolated; only the HTTPS and admin ports are reachable, the admin port only
+/// from selected namespaces, the HTTPS port from any source or from address blocks.
+fn check_network_policy(
+    objects: &[Value],
+    template_labels: &Value,
+    container: &Value,
+    https_port: u64,
+    admin_port: u64,
+) {
+    let policy = kind_of(objects, "NetworkPolicy")
+        .into_iter()
+        .find(|p| selects(&p["spec"]["podSelector"], template_labels))
+        .expect("a NetworkPolicy selecting the webhook pods");
+    assert!(
+        strs(&policy["spec"]["policyTypes"]).contains(&"Ingress"),
+        "the policy must isolate ingress"
+    );
+    let rules = policy["spec"]["ingress"].as_array().expect("ingress rules");
+    let mut admitted = BTreeSet::new();
+    for rule in rules {
+        let ports: Vec<u64> = rule["ports"]
+            .as_array()
+            .expect("every rule names its ports (none would admit all ports)")
+            .iter()
+            .map(|p| {
+                assert_eq!(p["protocol"], "TCP");
+                resolve_port(&p["port"], container)
+            })
+            .collect();
+        let peers = rule["from"].as_array();
+        for port in ports {
+            admitted.insert(port);
+            if port == admin_port {
+                let peers = peers.expect("the admin port admits selected peers only");
+                assert!(!peers.is_empty());
+                for peer in peers {
+                    assert!(
+                        peer.get("ipBlock").is_none(),
+                        "admin port: select namespaces, not addresses: {peer}"
+                    );
+                    assert!(peer["namespaceSelector"].is_object(), "{peer}");
+                }
+            } else {
+                assert_eq!(
+                    port, https_port,
+                    "only the webhook and admin ports are open"
+                );
+                for peer in peers.into_iter().flatten() {
+                    if let Some(cidr) = peer["ipBlock"]["cidr"].as_str() {
+                        assert!(
+                            !["0.0.0.0/0", "::/0"].contains(&cidr),
+                            "an ipBlock of everything: leave `from` out instead"
+                        );
+                    } else {
+                        assert!(peer["namespaceSelector"].is_object(), "{peer}");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(admitted, BTreeSet::from([https_port, admin_port]));
 }
 
 fn check_rbac(objects: &[Value], deployment: &Value) {
@@ -657,7 +805,11 @@ fn fallback_renderer_agrees_with_kubectl() {
         eprintln!("note: kubectl lacks kustomize v4+; nothing to compare the fallback with");
         return;
     }
-    for rel in ["deploy", "deploy/overlays/cert-manager"] {
+    for rel in [
+        "deploy",
+        "deploy/overlays/cert-manager",
+        "deploy/examples/control-plane-only",
+    ] {
         let key = |o: &Value| format!("{}/{}/{}", o["kind"], o["metadata"]["namespace"], name(o));
         let mut real = render(rel);
         let mut fallback = render_fallback(&repo().join(rel));
@@ -668,6 +820,25 @@ fn fallback_renderer_agrees_with_kubectl() {
             "{rel}: fallback renderer differs from kubectl kustomize"
         );
     }
+}
+
+#[test]
+fn control_plane_example_admits_only_its_addresses_to_the_webhook_port() {
+    let objects = render("deploy/examples/control-plane-only");
+    check_common(&objects);
+    let policy = one(&objects, "NetworkPolicy");
+    let https_rule = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"][0]["port"] == "https")
+        .expect("the webhook port's rule");
+    let peers = https_rule["from"].as_array().expect("peers");
+    assert!(!peers.is_empty());
+    assert!(
+        peers.iter().all(|p| p["ipBlock"]["cidr"].is_string()),
+        "{peers:?}"
+    );
 }
 
 #[test]

@@ -257,16 +257,21 @@ fn seed_case_netplan_then_day_two_applies_the_new_address() {
     );
 }
 
-/// The same day two with user-data the user wrote (`#cloud-config`, no `updates`): cloud-init
+/// The same day two with user-data the user wrote (no `updates`): cloud-init
 /// keeps the first boot's network config, so the new address does not land (the webhook warns
 /// about exactly this, SPEC §2.9).
+/// User-data of the user's own, without `updates` (a bare `#cloud-config` is what earlier
+/// versions of the webhook wrote, and is upgraded).
+const USER_WRITTEN: &str = "#cloud-config\nhostname: plain\n";
+
 #[test]
 fn day_two_without_updates_keeps_the_old_address() {
     let add_volume = |vm: &mut Value| {
         let spec = &mut vm["spec"]["template"]["spec"];
-        spec["volumes"].as_array_mut().unwrap().push(
-            json!({"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": "#cloud-config"}}),
-        );
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "cloudinitdisk", "cloudInitNoCloud": {"userData": USER_WRITTEN}}));
         spec["domain"]["devices"]["disks"]
             .as_array_mut()
             .unwrap()
@@ -274,7 +279,7 @@ fn day_two_without_updates_keeps_the_old_address() {
     };
     let dir = tempfile::tempdir().unwrap();
     let s = Scenario::review(&dir, "plain.yaml", &seed_case_with(add_volume));
-    assert_eq!(s.seed.user_data(), "#cloud-config");
+    assert_eq!(s.seed.user_data(), USER_WRITTEN);
     let g = guest("day-two-without-updates");
     let first = s.boot(&g, Renderer::Netplan);
     check_seed_case(&first, Renderer::Netplan, &s);

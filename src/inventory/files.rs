@@ -53,7 +53,13 @@ fn apply_all<'d>(
 /// Loads one resource from `--nads`/`--vms` as a full list. Unlike a watch, a bad object is
 /// an error: the files are the operator's, fixed before start.
 pub fn load_path(cached: Cached, path: &Path, inventory: &mut Inventory) -> Result<(), Error> {
-    let docs = manifests::read_path(path)?;
+    // The operator's own files, which may describe a whole cluster: `review`'s limits, which
+    // guard CI runners against hostile repositories, would be too tight here.
+    let limits = manifests::Limits {
+        max_file_bytes: 1 << 30,
+        max_total_bytes: usize::MAX,
+    };
+    let docs = manifests::read_path_with(path, &limits)?;
     let mut applier = Applier::new(cached);
     let _ = applier.apply(inventory, Event::Init);
     apply_all(&mut applier, &docs, inventory, Event::InitApply)?;

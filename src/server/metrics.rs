@@ -33,6 +33,21 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// Labels of the connection metrics: `webhook` (HTTPS) or `admin`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabels {
+    pub port: &'static str,
+}
+
+/// Labels of `connections_closed_total`: why the server closed a connection.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub port: &'static str,
+    /// `first_request_timeout`, `header_timeout` (a later HTTP/1.1 request's headers),
+    /// `idle_timeout`, `evicted` or `tls_error`.
+    pub reason: &'static str,
+}
+
 /// Labels of `certificate_reloads_total`: `success` or `error`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -53,6 +68,11 @@ pub struct Metrics {
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
     pub conflicts: Family<KindLabels, Gauge>,
+    pub shed: Family<EndpointLabels, Counter>,
+    pub decision_timeouts: Family<EndpointLabels, Counter>,
+    pub connections_open: Family<PortLabels, Gauge>,
+    pub connections_closed: Family<ClosedLabels, Counter>,
+    pub connection_limit_reached: Family<PortLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -128,6 +148,50 @@ impl Metrics {
             "MACs (kind=mac) and addresses (kind=address) held by more than one cached VM on one NAD",
             conflicts.clone(),
         );
+        let shed = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "shed",
+            "AdmissionReviews refused with 503 because too many were pending (--max-pending-mib) \
+             or no decision slot freed up before --decision-timeout",
+            shed.clone(),
+        );
+        let decision_timeouts = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "decision_timeouts",
+            "AdmissionReviews answered allowed=false (code 504) because the decision took longer \
+             than --decision-timeout",
+            decision_timeouts.clone(),
+        );
+        let connections_open = Family::<PortLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Open client connections",
+            connections_open.clone(),
+        );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the server closed: no request in time, idle, evicted at the limit, TLS error",
+            connections_closed.clone(),
+        );
+        let connection_limit_reached = Family::<PortLabels, Counter>::default();
+        registry.register(
+            "connection_limit_reached",
+            "Times a port was at --max-connections when a connection was waiting to be accepted",
+            connection_limit_reached.clone(),
+        );
+        for port in ["webhook", "admin"] {
+            connections_open.get_or_create(&PortLabels { port }).set(0);
+            connection_limit_reached
+                .get_or_create(&PortLabels { port })
+                .inc_by(0);
+        }
+        for endpoint in ["mutate", "validate"] {
+            shed.get_or_create(&EndpointLabels { endpoint }).inc_by(0);
+            decision_timeouts
+                .get_or_create(&EndpointLabels { endpoint })
+                .inc_by(0);
+        }
         for kind in ["nad", "vm"] {
             cache_ready.get_or_create(&KindLabels { kind }).set(0);
             cache_objects.get_or_create(&KindLabels { kind }).set(0);
@@ -145,6 +209,11 @@ impl Metrics {
             certificate_reloads,
             certificate_expiry,
             conflicts,
+            shed,
+            decision_timeouts,
+            connections_open,
+            connections_closed,
+            connection_limit_reached,
         }
     }
 
@@ -192,6 +261,13 @@ impl Metrics {
         let result = if ok { "success" } else { "error" };
         self.certificate_reloads
             .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Counts a connection the server closed, by port and reason.
+    pub fn connection_closed(&self, port: &'static str, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ClosedLabels { port, reason })
             .inc();
     }
 
@@ -250,6 +326,10 @@ mod tests {
             "kubevirt_net_webhook_certificate_expiry_timestamp_seconds 1900000000",
             "kubevirt_net_webhook_conflicts{kind=\"mac\"} 2",
             "kubevirt_net_webhook_conflicts{kind=\"address\"} 1",
+            "kubevirt_net_webhook_shed_total{endpoint=\"validate\"} 0",
+            "kubevirt_net_webhook_decision_timeouts_total{endpoint=\"mutate\"} 0",
+            "kubevirt_net_webhook_connections_open{port=\"admin\"} 0",
+            "kubevirt_net_webhook_connection_limit_reached_total{port=\"webhook\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }

@@ -4,6 +4,9 @@
 //! [`Server::bind`] loads everything and binds both ports (tests bind `127.0.0.1:0` and read
 //! the addresses back); [`Server::run`] serves until a shutdown future completes.
 pub mod cache;
+pub mod conn;
+pub mod gate;
+pub mod logfmt;
 pub mod metrics;
 pub mod tls;
 
@@ -21,31 +24,24 @@ use std::{
 use axum::{
     Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, FromRequest as _, Request, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    net::TcpListener,
-    sync::watch,
-    task::JoinHandle,
-};
-use tower::ServiceExt as _;
-use tracing::{debug, error, info, warn};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::{error, info, warn};
 
 use crate::{
     admission::{self, Endpoint},
     inventory::{self, Inventory, apply::Cached},
     model::config::{self, Config},
 };
+use conn::Phase;
+use gate::{Gate, GateLimits};
+use logfmt::Escaped;
 use metrics::Metrics;
-use tls::{CertReloader, Reload};
+use tls::{CertReloader, MinVersion, Reload};
 
 /// Largest AdmissionReview accepted: two 3 MiB objects plus overhead (SPEC §3).
 pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
@@ -74,12 +70,17 @@ pub struct ServeArgs {
     /// Read the cluster's VMs from this directory (or file) instead of the cluster.
     #[arg(long, value_name = "DIR")]
     pub vms: Option<PathBuf>,
-    /// Time a client has to finish the TLS handshake and send a request's headers.
+    /// Time from accepting a connection (TLS handshake included) to its first request's
+    /// headers, on both ports; also the limit for each later HTTP/1.1 request's headers.
+    /// A connection that stays silent is closed then.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
     /// Time to receive a whole request and answer it (408 after that).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Connection, decision and TLS client limits (boxed: `serve` has many flags).
+    #[command(flatten)]
+    pub limits: Box<ServeLimits>,
     /// After SIGTERM, keep serving (while not ready) this long, so that the Service stops
     /// sending requests before the listener closes.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
@@ -90,6 +91,63 @@ pub struct ServeArgs {
     /// How often the certificate files are re-read, besides watching their directories.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub cert_poll_interval: Duration,
+}
+
+/// The hardening flags of `serve`: how long and how many, and who may connect.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeLimits {
+    /// A keep-alive connection without a request this long is closed (HTTP/2: GOAWAY). Keep
+    /// it above the clients' own idle timeout (kube-apiserver, like Go: 90s), so that they
+    /// close first and never send a request on a connection being closed.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open connections per port at most. At the limit, the oldest connection that has not
+    /// sent a request yet (else the one idle longest) is closed to make room; if every
+    /// connection has a request in flight, accepting waits. Lowered at start to fit the
+    /// file descriptor limit (`ulimit -n`: two ports plus 64 spare), with a warning.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_connections: u32,
+    /// An AdmissionReview still undecided this long after its body arrived is answered
+    /// allowed=false with code 504 (a request that could not even start is shed with 503).
+    /// Keep it well below the webhooks' timeoutSeconds, so that the API server gets this
+    /// answer rather than timing out itself.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub decision_timeout: Duration,
+    /// Decision threads: decisions running at once. Others wait in a queue; one not started
+    /// by its decision timeout is shed (503).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_concurrent_decisions: usize,
+    /// AdmissionReview bodies held at once (reading, waiting or being decided), in MiB; each
+    /// counts its Content-Length (at least 16 KiB; 7 MiB when unknown). Beyond it a request
+    /// is shed at once: HTTP 503 with Retry-After: 1, counted in shed_total.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub max_pending_mib: usize,
+    /// Lowest TLS version accepted on the HTTPS port.
+    #[arg(long, value_name = "VERSION", value_enum, default_value_t = MinVersion::Tls12)]
+    pub tls_min_version: MinVersion,
+    /// Answer only TLS clients presenting a certificate issued by a CA in this PEM file
+    /// (kube-apiserver configured with an admission kubeConfigFile client certificate).
+    /// Read at start; not reloaded.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    #[doc(hidden)]
+    #[arg(skip)]
+    pub slow_decisions: Option<gate::SlowDecisions>,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 1000,
+            decision_timeout: Duration::from_secs(2),
+            max_concurrent_decisions: 2,
+            max_pending_mib: 16,
+            tls_min_version: MinVersion::Tls12,
+            client_ca: None,
+            slow_decisions: None,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -105,6 +163,7 @@ impl ServeArgs {
             vms: None,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            limits: Box::default(),
             shutdown_delay: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
             cert_poll_interval: Duration::from_secs(5),
@@ -149,9 +208,9 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// The TLS configuration could not be built.
-    #[error("TLS setup: {0}")]
-    Tls(#[from] rustls::Error),
+    /// The TLS configuration could not be built (e.g. a bad `--client-ca`).
+    #[error(transparent)]
+    Tls(#[from] tls::ConfigError),
 }
 
 /// What request handlers, probes and cache watchers share.
@@ -161,6 +220,7 @@ pub struct Shared {
     config: Config,
     metrics: Arc<Metrics>,
     cert: Arc<tls::CertResolver>,
+    gate: Gate,
     nads_synced: AtomicBool,
     vms_synced: AtomicBool,
     shutting_down: AtomicBool,
@@ -214,11 +274,12 @@ impl Shared {
                     facts.dry_run,
                     elapsed.as_secs_f64(),
                 );
+                // Client-chosen strings: escaped and cut (see logfmt).
                 info!(
-                    uid = %answer.uid(),
-                    kind = %facts.kind,
-                    namespace = %facts.namespace,
-                    name = %facts.name,
+                    uid = %Escaped(answer.uid()),
+                    kind = %Escaped(&facts.kind),
+                    namespace = %Escaped(&facts.namespace),
+                    name = %Escaped(&facts.name),
                     operation = %facts.operation,
                     dry_run = facts.dry_run,
                     allowed = answer.allowed(),
@@ -305,6 +366,15 @@ impl Server {
             config,
             metrics: metrics.clone(),
             cert: reloader.resolver(),
+            gate: Gate::new(
+                &GateLimits {
+                    pending_bytes: args.limits.max_pending_mib.saturating_mul(1 << 20),
+                    concurrent_decisions: args.limits.max_concurrent_decisions,
+                    decision_timeout: args.limits.decision_timeout,
+                    slow: args.limits.slow_decisions.clone(),
+                },
+                metrics.clone(),
+            ),
             nads_synced: AtomicBool::new(args.nads.is_some()),
             vms_synced: AtomicBool::new(args.vms.is_some()),
             shutting_down: AtomicBool::new(false),
@@ -330,11 +400,12 @@ impl Server {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take_conflicts(),
         );
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(reloader.resolver());
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tls = tls::server_config(
+            provider,
+            reloader.resolver(),
+            args.limits.tls_min_version,
+            args.limits.client_ca.as_deref(),
+        )?;
         let listener = bind(args.listen).await?;
         let admin_listener = bind(args.admin_listen).await?;
 
@@ -389,26 +460,50 @@ impl Server {
             tls,
             tasks,
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let timeouts = Timeouts {
-            header: args.header_read_timeout,
-            drain: args.drain_timeout,
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+        let soft_limit = conn::nofile_soft_limit();
+        let max_connections = conn::fit_to_fd_limit(args.limits.max_connections, 2, soft_limit);
+        if max_connections < args.limits.max_connections {
+            warn!(
+                requested = args.limits.max_connections,
+                used = max_connections,
+                nofile = soft_limit,
+                "--max-connections lowered to fit the file descriptor limit (ulimit -n)"
+            );
+        }
+        let limits = conn::Limits {
+            first_request: args.header_read_timeout,
+            idle: args.limits.idle_timeout,
+            max_connections,
         };
-        let https = tokio::spawn(accept_loop(
-            listener,
-            Some(tls),
-            webhook_router(shared.clone(), args.request_timeout),
-            timeouts,
-            stop_rx.clone(),
+        let https = tokio::spawn(conn::serve(
+            conn::Endpoint {
+                name: "webhook",
+                listener,
+                tls: Some(tls),
+                router: webhook_router(shared.clone(), args.request_timeout),
+                limits,
+                metrics: shared.metrics.clone(),
+            },
+            phase_rx.clone(),
         ));
-        let admin = tokio::spawn(accept_loop(
-            admin_listener,
-            None,
-            admin_router(shared.clone(), args.request_timeout),
-            timeouts,
-            stop_rx,
+        let admin = tokio::spawn(conn::serve(
+            conn::Endpoint {
+                name: "admin",
+                listener: admin_listener,
+                tls: None,
+                router: admin_router(shared.clone(), args.request_timeout),
+                limits,
+                metrics: shared.metrics.clone(),
+            },
+            phase_rx,
         ));
-        info!(listen = %args.listen, admin_listen = %args.admin_listen, "serving");
+        info!(
+            listen = %args.listen,
+            admin_listen = %args.admin_listen,
+            client_auth = args.limits.client_ca.is_some(),
+            "serving"
+        );
         shutdown.await;
         shared.shutting_down.store(true, Ordering::Release);
         info!(
@@ -416,8 +511,19 @@ impl Server {
             "shutting down: not ready, still serving"
         );
         tokio::time::sleep(args.shutdown_delay).await;
-        let _ = stop_tx.send(true);
-        let _ = tokio::join!(https, admin);
+        let _ = phase_tx.send(Phase::Draining);
+        let drained = async {
+            let _ = tokio::join!(https, admin);
+        };
+        tokio::pin!(drained);
+        if tokio::time::timeout(args.drain_timeout, &mut drained)
+            .await
+            .is_err()
+        {
+            warn!("drain timeout; closing remaining connections");
+            let _ = phase_tx.send(Phase::Closed);
+            drained.await;
+        }
         for task in tasks {
             task.abort();
         }
@@ -472,12 +578,32 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn mutate(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    shared.admit(Endpoint::Mutate, &body)
+async fn mutate(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    admit_off_thread(shared, Endpoint::Mutate, request).await
 }
 
-async fn validate(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    shared.admit(Endpoint::Validate, &body)
+async fn validate(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    admit_off_thread(shared, Endpoint::Validate, request).await
+}
+
+/// Reserves room for the request (or sheds it), reads the body, then runs [`Shared::admit`]
+/// on a decision thread within the decision deadline (see [`gate`]).
+async fn admit_off_thread(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -> Response {
+    let Some(reservation) = shared.gate.reserve(request.headers()) else {
+        return shared.gate.shed(endpoint, "too many pending requests");
+    };
+    // 413 beyond BODY_LIMIT (DefaultBodyLimit), 400 on a broken body.
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let decider = shared.clone();
+    shared
+        .gate
+        .decide(endpoint, body, reservation, move |body| {
+            decider.admit(endpoint, body)
+        })
+        .await
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
@@ -519,85 +645,4 @@ pub fn admin_router(shared: Arc<Shared>, request_timeout: Duration) -> Router {
         .route("/readyz", get(readyz))
         .layer(timeout_layer(request_timeout))
         .with_state(shared)
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Timeouts {
-    /// TLS handshake, and then each request's headers.
-    header: Duration,
-    drain: Duration,
-}
-
-/// Accepts connections until `stop`, then drains them.
-async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    router: Router,
-    timeouts: Timeouts,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        // Detects dead HTTP/2 peers; HTTP/1 idle peers hit the header read timeout.
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let graceful = GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let builder = builder.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => serve_connection(tcp, &builder, router, watcher).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(timeouts.header, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, &builder, router, watcher).await,
-                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => debug!("connections drained"),
-        _ = tokio::time::sleep(timeouts.drain) => warn!("drain timeout; closing remaining connections"),
-    }
-}
-
-async fn serve_connection<IO>(
-    io: IO,
-    builder: &auto::Builder<TokioExecutor>,
-    router: Router,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |request| router.clone().oneshot(request));
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(connection).await {
-        debug!(error = %e, "connection ended with an error");
-    }
 }

@@ -9,8 +9,9 @@ use std::{
 };
 
 use rustls::{
+    RootCertStore, ServerConfig,
     crypto::CryptoProvider,
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
     sign::CertifiedKey,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -41,6 +42,90 @@ pub enum Error {
         key: String,
         message: String,
     },
+}
+
+/// Why the TLS configuration could not be built (the server does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--client-ca` could not be read.
+    #[error("--client-ca {path}: {source}")]
+    ClientCaRead {
+        path: String,
+        source: std::io::Error,
+    },
+    /// `--client-ca` holds no usable CA certificate.
+    #[error("--client-ca {path}: {message}")]
+    ClientCa { path: String, message: String },
+    /// rustls refused the configuration.
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The lowest TLS version the server accepts (`--tls-min-version`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MinVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[value(name = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+/// The rustls server configuration: the reloading certificate, HTTP/2 and HTTP/1.1 by ALPN,
+/// TLS 1.2+ or 1.3 only, and, with `client_ca`, only clients presenting a certificate that
+/// this CA issued (the API server with an admission `kubeConfigFile` client certificate).
+pub fn server_config(
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<CertResolver>,
+    min_version: MinVersion,
+    client_ca: Option<&Path>,
+) -> Result<ServerConfig, ConfigError> {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
+        MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        MinVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let builder =
+        ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let shown = path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| ConfigError::ClientCaRead {
+                path: shown.clone(),
+                source,
+            })?;
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| ConfigError::ClientCa {
+                    path: shown.clone(),
+                    message: e.to_string(),
+                })?;
+                roots.add(cert).map_err(|e| ConfigError::ClientCa {
+                    path: shown.clone(),
+                    message: e.to_string(),
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(ConfigError::ClientCa {
+                    path: shown,
+                    message: "no CERTIFICATE block".into(),
+                });
+            }
+            // Required, not optional: a client without a certificate fails the handshake.
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| ConfigError::ClientCa {
+                    path: shown,
+                    message: e.to_string(),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A pair ready to serve, with the leaf's notAfter for the expiry metric.
@@ -300,6 +385,41 @@ mod tests {
 
     fn provider() -> Arc<CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    #[test]
+    fn client_ca_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = Arc::new(CertResolver::default());
+        let missing = dir.path().join("missing.crt");
+        let e = server_config(
+            provider(),
+            resolver.clone(),
+            MinVersion::Tls12,
+            Some(&missing),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("missing.crt"), "{e}");
+        let empty = dir.path().join("empty.crt");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = server_config(
+            provider(),
+            resolver.clone(),
+            MinVersion::Tls13,
+            Some(&empty),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("empty.crt") && e.contains("no CERTIFICATE"),
+            "{e}"
+        );
+        let (cert, _) = pair();
+        let good = dir.path().join("ca.crt");
+        std::fs::write(&good, cert).unwrap();
+        let config = server_config(provider(), resolver, MinVersion::Tls13, Some(&good)).unwrap();
+        assert_eq!(config.alpn_protocols[0], b"h2");
     }
 
     #[test]

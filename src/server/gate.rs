@@ -1,0 +1,479 @@
+//! Keeps the admission decision off the async workers and bounds what requests can cost.
+//!
+//! The decision (`admission::parse` + `answer`) is synchronous CPU work. It runs on a small
+//! pool of decision threads, so a slow one never stalls the async workers that serve probes,
+//! metrics and other connections. Three limits apply:
+//!
+//! - **Pending budget** (`--max-pending-mib`): before its body is read, each AdmissionReview
+//!   reserves its `Content-Length` (at least [`MIN_CHARGE`], [`super::BODY_LIMIT`] when
+//!   unknown) until it is answered. When the budget is spent the request is shed: HTTP 503
+//!   with `Retry-After: 1`, without reading the body. This bounds the memory held by bodies.
+//! - **Decision threads** (`--max-concurrent-decisions`): decisions running at once, so the
+//!   memory of decoded objects and the threads in use stay bounded; others wait in a queue.
+//!   A request whose decision has not started by its deadline is shed like above. Bodies of
+//!   more than [`MAX_JSON_VALUES`] values are refused before decoding (code 413).
+//! - **Deadline** (`--decision-timeout`, counted from the body's arrival): a decision still
+//!   running then is answered at once with HTTP 200, `allowed: false` and status code 504,
+//!   echoing the uid. The decision itself cannot be interrupted (it is synchronous); it keeps
+//!   its thread until it returns, so slow decisions cannot pile up beyond the threads. A
+//!   queued decision whose client went away, or whose deadline passed, is skipped.
+//!
+//! Why these answers: kube-apiserver calls webhooks with client-go's REST client, which
+//! retries a 5xx carrying `Retry-After` within the webhook's `timeoutSeconds`, so a shed
+//! request gets another chance a second later (often on another replica) instead of failing
+//! the user's request at once. A deadline answer is an AdmissionReview denial because that is
+//! what the API server relays verbatim ("admission webhook ... denied the request: ...",
+//! code 504), whereas a bare 5xx becomes an opaque "failed calling webhook" and would be
+//! retried although the same object would be just as slow again.
+use std::{
+    cell::Cell,
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeSeed, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tracing::warn;
+
+use super::{BODY_LIMIT, logfmt::Escaped, metrics::Metrics};
+use crate::admission::Endpoint;
+
+/// The smallest reservation, so that the budget also bounds the number of pending requests.
+pub const MIN_CHARGE: usize = 16 * 1024;
+
+/// Most JSON values (scalars, keys, arrays, objects) an AdmissionReview may hold. Decoding
+/// takes ~70 bytes per value, so a 7 MiB body of tiny values would take 250 MB; this bounds a
+/// decision to ~40 MB. The API server sends at most two objects of 3 MiB (its request limit),
+/// and a real VM holds thousands of values, not a million.
+pub const MAX_JSON_VALUES: usize = 500_000;
+
+/// Whether `body` holds more than `limit` JSON values, counted in one pass that builds
+/// nothing and stops at the limit. Invalid JSON counts as not too many (the decision reports
+/// it properly).
+fn more_values_than(body: &[u8], limit: usize) -> bool {
+    struct Count<'a>(&'a Cell<usize>);
+
+    impl Count<'_> {
+        /// Counts one value; the one beyond the limit stops the pass.
+        fn tick<E: serde::de::Error>(&self) -> Result<(), E> {
+            let left = self.0.get().saturating_sub(1);
+            self.0.set(left);
+            if left == 0 {
+                Err(E::custom("too many values"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            self.tick()
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.tick()?;
+            while seq.next_element_seed(Count(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.tick()?;
+            while map.next_key_seed(Count(self.0))?.is_some() {
+                map.next_value_seed(Count(self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    // Every JSON value takes at least two bytes (`0,`): a shorter body cannot have too many.
+    if body.len() < 2 * limit {
+        return false;
+    }
+    // Hits zero at value number limit + 1.
+    let left = Cell::new(limit + 1);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Count(&left).deserialize(&mut de);
+    left.get() == 0
+}
+
+/// Test seam: decisions for uids starting with `uid_prefix` block their thread `delay`
+/// longer, as a pathologically slow engine would; each such uid is sent to `started` when
+/// its decision begins.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct SlowDecisions {
+    pub uid_prefix: String,
+    pub delay: Duration,
+    pub started: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+/// The limits of [`Gate`].
+#[derive(Debug, Clone)]
+pub struct GateLimits {
+    pub pending_bytes: usize,
+    pub concurrent_decisions: usize,
+    pub decision_timeout: Duration,
+    pub slow: Option<SlowDecisions>,
+}
+
+/// Admission control for AdmissionReview requests; see the module documentation.
+#[derive(Debug)]
+pub struct Gate {
+    /// In KiB, so that a 7 MiB body fits a `u32` permit count.
+    budget: Arc<Semaphore>,
+    /// The decision threads' queue; they end when it closes (the gate is dropped).
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    timeout: Duration,
+    slow: Option<SlowDecisions>,
+    metrics: Arc<Metrics>,
+}
+
+/// Budget held by one request until its decision has returned.
+#[derive(Debug)]
+pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Enough of an AdmissionReview to answer it without deciding: read in one pass over the body
+/// that allocates only these strings.
+#[derive(Debug, Clone, Deserialize)]
+struct Head {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    kind: String,
+    request: HeadRequest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct HeadRequest {
+    uid: String,
+}
+
+impl Head {
+    fn peek(body: &[u8]) -> Option<Self> {
+        let head: Head = serde_json::from_slice(body).ok()?;
+        let known = matches!(
+            head.api_version.as_str(),
+            "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+        );
+        (known && head.kind == "AdmissionReview").then_some(head)
+    }
+}
+
+/// One queued decision.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `threads` decision threads taking jobs from a queue of `capacity`. A thread that
+/// finishes a job takes the next queued one without sleeping, so under load no request pays
+/// for waking a thread (which tokio's elastic blocking pool does for every task).
+fn decision_threads(threads: usize, capacity: usize) -> std::sync::mpsc::SyncSender<Job> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(capacity);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..threads.max(1) {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("decision-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok(job) = job else { break };
+                    // A panic fails that request (its answer channel is dropped), not the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start a decision thread");
+        }
+    }
+    tx
+}
+
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+impl Gate {
+    pub fn new(limits: &GateLimits, metrics: Arc<Metrics>) -> Self {
+        let budget = kib(limits.pending_bytes.max(BODY_LIMIT)) as usize;
+        // The budget bounds pending requests; the queue never needs to hold more.
+        let capacity = budget / kib(MIN_CHARGE) as usize;
+        Self {
+            budget: Arc::new(Semaphore::new(budget)),
+            jobs: decision_threads(limits.concurrent_decisions, capacity),
+            timeout: limits.decision_timeout,
+            slow: limits.slow.clone(),
+            metrics,
+        }
+    }
+
+    /// Reserves budget for a request with these headers, or `None` when it must be shed.
+    pub fn reserve(&self, headers: &HeaderMap) -> Option<Reservation> {
+        let length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(BODY_LIMIT);
+        let charge = kib(length.clamp(MIN_CHARGE, BODY_LIMIT));
+        self.budget
+            .clone()
+            .try_acquire_many_owned(charge)
+            .ok()
+            .map(Reservation)
+    }
+
+    /// 503 with `Retry-After`, counted in `shed_total`.
+    pub fn shed(&self, endpoint: Endpoint, why: &'static str) -> Response {
+        self.metrics
+            .shed
+            .get_or_create(&super::metrics::EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .inc();
+        warn!(
+            endpoint = endpoint.as_str(),
+            reason = why,
+            "overloaded: shedding request"
+        );
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("kubevirt-net-webhook is overloaded ({why}); retry\n"),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    }
+
+    /// Queues `decide` for a decision thread and waits for it within the deadline; see the
+    /// module documentation.
+    pub async fn decide<F>(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        reservation: Reservation,
+        decide: F,
+    ) -> Response
+    where
+        F: FnOnce(&[u8]) -> Response + Send + 'static,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let (head_tx, mut head_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let slow = self.slow.clone();
+        let job: Job = Box::new(move || {
+            let _held = reservation;
+            // The handler is gone (client disconnected) or past its deadline: skip.
+            if head_tx.is_closed() || Instant::now() >= deadline {
+                return;
+            }
+            let head = Head::peek(&body);
+            let slow = slow
+                .zip(head.as_ref())
+                .filter(|(s, h)| h.request.uid.starts_with(&s.uid_prefix))
+                .map(|(s, h)| (s, h.request.uid.clone()));
+            let kept = head.clone();
+            if head_tx.send(head).is_err() {
+                return;
+            }
+            if more_values_than(&body, MAX_JSON_VALUES) {
+                let _ = done_tx.send(too_complex(endpoint, kept));
+                return;
+            }
+            if let Some((slow, uid)) = slow {
+                let _ = slow.started.send(uid);
+                std::thread::sleep(slow.delay);
+            }
+            let _ = done_tx.send(decide(&body));
+        });
+        if self.jobs.try_send(job).is_err() {
+            return self.shed(endpoint, "decision queue full");
+        }
+        match tokio::time::timeout_at(deadline.into(), done_rx).await {
+            Ok(Ok(response)) => response,
+            // Dropped unanswered before the deadline: the decision panicked.
+            Ok(Err(_)) if Instant::now() < deadline => {
+                warn!(endpoint = endpoint.as_str(), "decision failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "decision failed\n").into_response()
+            }
+            // Past the deadline: answered if it started (the uid is known), else shed.
+            _ => match head_rx.try_recv() {
+                Ok(head) => self.timed_out(endpoint, head),
+                Err(_) => self.shed(endpoint, "no decision thread free before the deadline"),
+            },
+        }
+    }
+
+    fn timed_out(&self, endpoint: Endpoint, head: Option<Head>) -> Response {
+        self.metrics
+            .decision_timeouts
+            .get_or_create(&super::metrics::EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .inc();
+        let message = format!(
+            "kubevirt-net-webhook could not decide within {}ms; try again",
+            self.timeout.as_millis()
+        );
+        match head {
+            Some(head) => {
+                warn!(
+                    endpoint = endpoint.as_str(),
+                    uid = %Escaped(&head.request.uid),
+                    timeout_ms = self.timeout.as_millis() as u64,
+                    "decision deadline exceeded; answered allowed=false"
+                );
+                axum::Json(json!({
+                    "apiVersion": head.api_version,
+                    "kind": "AdmissionReview",
+                    "response": {
+                        "uid": head.request.uid,
+                        "allowed": false,
+                        "status": {"code": 504, "reason": "Timeout", "message": message},
+                    }
+                }))
+                .into_response()
+            }
+            // Not an AdmissionReview we could answer (or the machine is starved).
+            None => {
+                warn!(
+                    endpoint = endpoint.as_str(),
+                    "decision deadline exceeded before the uid was read"
+                );
+                (StatusCode::GATEWAY_TIMEOUT, format!("{message}\n")).into_response()
+            }
+        }
+    }
+}
+
+/// The answer to an AdmissionReview with more than [`MAX_JSON_VALUES`] values: denied with
+/// code 413 (HTTP 413 when it is not even an AdmissionReview we could answer).
+fn too_complex(endpoint: Endpoint, head: Option<Head>) -> Response {
+    let message = format!(
+        "the AdmissionReview holds more than {MAX_JSON_VALUES} JSON values, the limit of kubevirt-net-webhook"
+    );
+    warn!(
+        endpoint = endpoint.as_str(),
+        uid = %head.as_ref().map(|h| Escaped(&h.request.uid).to_string()).unwrap_or_default(),
+        limit = MAX_JSON_VALUES,
+        "request too complex: refused without decoding it"
+    );
+    match head {
+        Some(head) => axum::Json(json!({
+            "apiVersion": head.api_version,
+            "kind": "AdmissionReview",
+            "response": {
+                "uid": head.request.uid,
+                "allowed": false,
+                "status": {"code": 413, "reason": "RequestEntityTooLarge", "message": message},
+            }
+        }))
+        .into_response(),
+        None => (StatusCode::PAYLOAD_TOO_LARGE, format!("{message}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_counted_up_to_the_limit() {
+        let zeros = |n: usize| format!("[{}0]", "0,".repeat(n - 2)); // n values with the array
+        assert!(!more_values_than(zeros(1000).as_bytes(), 1000));
+        assert!(more_values_than(zeros(1001).as_bytes(), 1000));
+        let object = format!(
+            "{{{}\"z\":0}}",
+            (0..300)
+                .map(|i| format!("\"k{i}\":[null,true,\"s\",1.5,-2],"))
+                .collect::<String>()
+        );
+        // 1 object + 301 keys + 300 arrays of 5 + 1 value.
+        assert!(!more_values_than(object.as_bytes(), 1 + 301 + 300 * 6 + 1));
+        assert!(more_values_than(object.as_bytes(), 301 + 300 * 6 + 1));
+        assert!(
+            !more_values_than(&vec![b'['; 5000], 1000),
+            "invalid JSON: not this check's job"
+        );
+    }
+
+    #[test]
+    fn head_is_read_without_decoding_the_objects() {
+        let body = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1",
+            "request":{"object":{"deep":[[[[1]]]]},"uid":"u-1\n"}}"#;
+        let head = Head::peek(body).unwrap();
+        assert_eq!(head.request.uid, "u-1\n");
+        assert_eq!(head.api_version, "admission.k8s.io/v1beta1");
+        assert!(
+            Head::peek(br#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"x"}}"#)
+                .is_none()
+        );
+        assert!(Head::peek(b"{not json").is_none());
+    }
+
+    #[test]
+    fn reservations_are_charged_by_content_length() {
+        let gate = Gate::new(
+            &GateLimits {
+                pending_bytes: 8 << 20,
+                concurrent_decisions: 1,
+                decision_timeout: Duration::from_secs(1),
+                slow: None,
+            },
+            Arc::default(),
+        );
+        let mut big = HeaderMap::new();
+        big.insert(header::CONTENT_LENGTH, HeaderValue::from(7usize << 20));
+        let held = gate.reserve(&big).expect("7 MiB fits 8 MiB");
+        assert!(
+            gate.reserve(&HeaderMap::new()).is_none(),
+            "unknown length = 7 MiB"
+        );
+        let mut small = HeaderMap::new();
+        small.insert(header::CONTENT_LENGTH, HeaderValue::from(100usize));
+        let smalls: Vec<_> = std::iter::from_fn(|| gate.reserve(&small)).collect();
+        assert_eq!(
+            smalls.len(),
+            (1 << 20) / MIN_CHARGE,
+            "each small one costs 16 KiB"
+        );
+        drop(held);
+        assert!(gate.reserve(&big).is_some());
+    }
+}

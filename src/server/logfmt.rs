@@ -1,0 +1,83 @@
+//! Client-chosen strings in log lines. The plain log format writes `%` fields as they are, so
+//! a `metadata.name` holding a newline or an ESC sequence could forge log lines or drive the
+//! reader's terminal, and a 1 MB uid would make a 1 MB line. [`Escaped`] writes such a string
+//! with control and bidirectional-override characters escaped and cut to [`MAX_CHARS`].
+use std::fmt;
+
+/// Longest logged value, in characters: the longest Kubernetes name (a DNS subdomain).
+pub const MAX_CHARS: usize = 253;
+
+/// Displays a client-chosen string safely for a log line: control characters (C0, DEL, C1),
+/// Unicode bidirectional controls and the backslash are escaped (`\n`, `\u{1b}`, `\\`), and
+/// anything after [`MAX_CHARS`] characters is replaced by `…(N more bytes)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+/// Characters that reorder or hide text when displayed (Trojan Source, CVE-2021-42574).
+fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        for (count, (at, c)) in self.0.char_indices().enumerate() {
+            if count == MAX_CHARS {
+                return write!(f, "…({} more bytes)", self.0.len() - at);
+            }
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if c.is_control() || is_bidi_or_invisible(c) => {
+                    write!(f, "\\u{{{:x}}}", u32::from(c))?;
+                }
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let shown = Escaped("vm\nINFO forged line \u{1b}[31mred\u{7f}\u{9b}\t\\").to_string();
+        assert_eq!(
+            shown,
+            "vm\\nINFO forged line \\u{1b}[31mred\\u{7f}\\u{9b}\\t\\\\"
+        );
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            Escaped("a\u{202e}b\u{2066}").to_string(),
+            "a\\u{202e}b\\u{2066}"
+        );
+        assert_eq!(Escaped("ubuntu-vm").to_string(), "ubuntu-vm");
+        assert_eq!(Escaped("größe-ü").to_string(), "größe-ü");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_a_marker() {
+        let uid = "x".repeat(1_000_000);
+        let shown = Escaped(&uid).to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "{}…({} more bytes)",
+                "x".repeat(MAX_CHARS),
+                1_000_000 - MAX_CHARS
+            )
+        );
+        let exact = "y".repeat(MAX_CHARS);
+        assert_eq!(Escaped(&exact).to_string(), exact);
+        // Multi-byte characters are never split.
+        let wide = "é".repeat(300);
+        let shown = Escaped(&wide).to_string();
+        assert!(shown.starts_with(&"é".repeat(MAX_CHARS)), "{shown}");
+        assert!(shown.ends_with("…(94 more bytes)"), "{shown}");
+    }
+}
