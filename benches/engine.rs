@@ -161,5 +161,42 @@ fn bench_pools(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_pools);
+/// The whole admission path of one request as the server runs it, without the network: the
+/// body decoded, decided, and the response encoded.
+fn bench_admission(c: &mut Criterion) {
+    use kubevirt_net_webhook::admission::{self, Endpoint};
+    let config = Config::default();
+    let (value, inv) = vm(2);
+    let body = fixtures::admission_review(
+        "admission.k8s.io/v1",
+        "u",
+        "CREATE",
+        Some(&value),
+        None,
+        false,
+    )
+    .to_string()
+    .into_bytes();
+    for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+        c.bench_function(
+            &format!(
+                "admission {} 3-nic (decode, decide, encode)",
+                endpoint.as_str()
+            ),
+            |b| {
+                b.iter(|| {
+                    admission::parse(black_box(&body))
+                        .unwrap()
+                        .answer(endpoint, &inv, &config)
+                        .to_vec()
+                })
+            },
+        );
+    }
+    c.bench_function("admission decode only 3-nic", |b| {
+        b.iter(|| admission::parse(black_box(&body)).unwrap())
+    });
+}
+
+criterion_group!(benches, bench, bench_pools, bench_admission);
 criterion_main!(benches);

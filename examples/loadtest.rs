@@ -11,6 +11,16 @@
 //! ```
 //!
 //! Prints requests/s and latency percentiles; exits 1 if any request failed.
+//!
+//! `--rate N` sends N requests/s in all (open loop: latency counts from when a request was
+//! due, so a stall shows as the wait it caused). `--compare` starts this webhook and the empty
+//! webhook on the same stack (`server::baseline_router`: TLS, connections, axum; reads the
+//! AdmissionReview as JSON, echoes the uid, allows) in this process, measures both in turn,
+//! saturated and at `--rate` (default 5,000 req/s), and prints the ratios:
+//!
+//! ```text
+//! cargo run --release --example loadtest -- --compare --duration 8s
+//! ```
 #[path = "../tests/support/server.rs"]
 mod common;
 #[path = "../tests/support/fixtures.rs"]
@@ -55,6 +65,190 @@ struct Args {
     /// Only write ca.crt, tls.crt (for localhost) and tls.key into DIR, then exit.
     #[arg(long, value_name = "DIR")]
     write_certs: Option<PathBuf>,
+    /// Send this many requests per second in all, instead of as fast as answers come.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measure this webhook against the empty one on the same stack, in turns.
+    #[arg(long)]
+    compare: bool,
+    /// Turns of each measurement with --compare (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// What one run measured.
+struct Stats {
+    latencies: Vec<Duration>,
+    failures: u64,
+    elapsed: Duration,
+}
+
+impl Stats {
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let l = &self.latencies;
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// Loads `addr` with `connections` keep-alive connections for `duration` (at most
+/// `limit` requests), as fast as answers come or at `rate` requests/s in all.
+async fn run(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    body: Bytes,
+    connections: usize,
+    duration: Duration,
+    limit: u64,
+    rate: Option<f64>,
+) -> Stats {
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(Http::tls(addr, config.clone()).await);
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    for (i, mut http) in clients.into_iter().enumerate() {
+        let (body, sent) = (body.clone(), sent.clone());
+        // Each connection's share of the rate, its first request offset to spread them.
+        let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut failures) = (Vec::new(), 0u64);
+            let mut due = started
+                + interval.map_or(Duration::ZERO, |d| d.mul_f64(i as f64 / connections as f64));
+            while due < deadline && sent.fetch_add(1, Ordering::Relaxed) < limit {
+                if interval.is_some() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let t = if interval.is_some() {
+                    due
+                } else {
+                    Instant::now()
+                };
+                match http.send("POST", "/mutate", body.clone()).await {
+                    Ok((StatusCode::OK, _)) => latencies.push(t.elapsed()),
+                    _ => failures += 1,
+                }
+                due = match interval {
+                    Some(d) => due + d,
+                    None => Instant::now(),
+                };
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut stats = Stats {
+        latencies: Vec::new(),
+        failures: 0,
+        elapsed: Duration::ZERO,
+    };
+    for task in tasks {
+        let (l, f) = task.await.unwrap();
+        stats.latencies.extend(l);
+        stats.failures += f;
+    }
+    stats.elapsed = started
+        .elapsed()
+        .min(duration.max(Duration::from_millis(1)) + Duration::from_secs(1));
+    if rate.is_some() {
+        stats.elapsed = duration;
+    } else {
+        stats.elapsed = started.elapsed();
+    }
+    stats.latencies.sort();
+    stats
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `--compare`: this webhook and the empty one, in turns, saturated and at a fixed rate.
+async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
+    let ours = Running::start(|_, _, _| {}).await;
+    let empty = Running::start(|a, _, _| a.limits.baseline = true).await;
+    let rate = args.rate.unwrap_or(5_000.0);
+    let mut results: Vec<[Vec<f64>; 3]> = vec![Default::default(), Default::default()];
+    let mut failures = 0;
+    for round in 0..args.rounds {
+        for (which, server) in [(0, &empty), (1, &ours)] {
+            let config = client_config(server.ca.pem().as_bytes(), args.h2);
+            let saturated = run(
+                server.addr,
+                config.clone(),
+                body.clone(),
+                args.connections,
+                args.duration,
+                u64::MAX,
+                None,
+            )
+            .await;
+            let fixed = run(
+                server.addr,
+                config,
+                body.clone(),
+                args.connections,
+                args.duration,
+                u64::MAX,
+                Some(rate),
+            )
+            .await;
+            failures += saturated.failures + fixed.failures;
+            let name = ["empty webhook", "/mutate"][which];
+            println!(
+                "round {round} {name:>13}: saturated {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms); at {rate:.0} req/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                saturated.throughput(),
+                saturated.percentile_ms(0.5),
+                saturated.percentile_ms(0.99),
+                fixed.throughput(),
+                fixed.percentile_ms(0.5),
+                fixed.percentile_ms(0.99),
+            );
+            results[which][0].push(saturated.throughput());
+            results[which][1].push(fixed.percentile_ms(0.5));
+            results[which][2].push(fixed.percentile_ms(0.99));
+        }
+    }
+    let m = |w: usize, i: usize| median(results[w][i].clone());
+    println!("| | empty webhook | this webhook's /mutate | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| saturation throughput | {:.0} req/s | {:.0} req/s | {:.2} |",
+        m(0, 0),
+        m(1, 0),
+        m(1, 0) / m(0, 0)
+    );
+    println!(
+        "| p50 at {rate:.0} req/s | {:.2} ms | {:.2} ms | {:.2} |",
+        m(0, 1),
+        m(1, 1),
+        m(1, 1) / m(0, 1)
+    );
+    println!(
+        "| p99 at {rate:.0} req/s | {:.2} ms | {:.2} ms | {:.2} |",
+        m(0, 2),
+        m(1, 2),
+        m(1, 2) / m(0, 2)
+    );
+    println!(
+        "(medians of {} rounds, {} connections, {:?} each, {})",
+        args.rounds,
+        args.connections,
+        args.duration,
+        if args.h2 { "HTTP/2" } else { "HTTP/1.1" }
+    );
+    if failures > 0 {
+        eprintln!("{failures} requests failed");
+        return std::process::ExitCode::from(1);
+    }
+    std::process::ExitCode::SUCCESS
 }
 
 fn client_config(ca_pem: &[u8], h2: bool) -> Arc<rustls::ClientConfig> {
@@ -74,24 +268,6 @@ async fn main() -> std::process::ExitCode {
         println!("wrote {}/{{ca.crt,tls.crt,tls.key}}", dir.display());
         return std::process::ExitCode::SUCCESS;
     }
-    let (_server, addr, config) = match (args.addr, &args.ca) {
-        (Some(addr), Some(ca)) => {
-            assert!(addr.ip().is_loopback(), "loopback targets only");
-            (
-                None,
-                addr,
-                client_config(&std::fs::read(ca).unwrap(), args.h2),
-            )
-        }
-        (Some(_), None) => panic!("--addr needs --ca"),
-        (None, _) => {
-            let server = Running::start(|_, _, _| {}).await;
-            let config = client_config(server.ca.pem().as_bytes(), args.h2);
-            let addr = server.addr;
-            (Some(server), addr, config)
-        }
-    };
-
     // The seed scenario: rename, two MACs, a cloud-init volume: the engine's longest path.
     let vm = manifests::read_path(&PathBuf::from(CASES).join("seed-wukong-static-ip.yaml"))
         .unwrap()
@@ -110,54 +286,50 @@ async fn main() -> std::process::ExitCode {
         )
         .to_string(),
     );
-
-    let sent = Arc::new(AtomicU64::new(0));
-    let limit = args.requests.unwrap_or(u64::MAX);
-    let started = Instant::now();
-    let deadline = started + args.duration;
-    let mut tasks = Vec::new();
-    for _ in 0..args.connections {
-        let (config, body, sent) = (config.clone(), body.clone(), sent.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut http = Http::tls(addr, config).await;
-            let (mut latencies, mut failures) = (Vec::new(), 0u64);
-            while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < limit {
-                let t = Instant::now();
-                match http.send("POST", "/mutate", body.clone()).await {
-                    Ok((StatusCode::OK, _)) => latencies.push(t.elapsed()),
-                    _ => failures += 1,
-                }
-            }
-            (latencies, failures)
-        }));
+    if args.compare {
+        return compare(&args, body).await;
     }
-    let mut latencies = Vec::new();
-    let mut failures = 0;
-    for task in tasks {
-        let (l, f) = task.await.unwrap();
-        latencies.extend(l);
-        failures += f;
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    let (_server, addr, config) = match (args.addr, &args.ca) {
+        (Some(addr), Some(ca)) => {
+            assert!(addr.ip().is_loopback(), "loopback targets only");
+            (
+                None,
+                addr,
+                client_config(&std::fs::read(ca).unwrap(), args.h2),
+            )
+        }
+        (Some(_), None) => panic!("--addr needs --ca"),
+        (None, _) => {
+            let server = Running::start(|_, _, _| {}).await;
+            let config = client_config(server.ca.pem().as_bytes(), args.h2);
+            let addr = server.addr;
+            (Some(server), addr, config)
+        }
     };
+
+    let stats = run(
+        addr,
+        config,
+        body,
+        args.connections,
+        args.duration,
+        args.requests.unwrap_or(u64::MAX),
+        args.rate,
+    )
+    .await;
     println!(
         "{} requests ({} failed) in {:.2}s over {} {} connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        latencies.len(),
-        failures,
-        elapsed.as_secs_f64(),
+        stats.latencies.len(),
+        stats.failures,
+        stats.elapsed.as_secs_f64(),
         args.connections,
         if args.h2 { "HTTP/2" } else { "HTTP/1.1" },
-        latencies.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
-        pct(1.0),
+        stats.throughput(),
+        stats.percentile_ms(0.50),
+        stats.percentile_ms(0.99),
+        stats.percentile_ms(1.0),
     );
-    if failures > 0 {
+    if stats.failures > 0 {
         std::process::ExitCode::from(1)
     } else {
         std::process::ExitCode::SUCCESS

@@ -8,6 +8,7 @@ use kube::core::{
     DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta,
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
@@ -88,27 +89,60 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotAReview> {
     }
 }
 
+/// The few fields of an AdmissionReview needed to answer one that does not decode. Every
+/// other field is skipped by serde_json's iterative `ignore_value`, so even an object nested
+/// far deeper than the decoder's recursion limit still gets its uid back (SPEC §3).
+#[derive(Deserialize)]
+struct Shallow {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<Value>,
+    kind: Option<Value>,
+    request: Option<ShallowRequest>,
+}
+
+#[derive(Deserialize)]
+struct ShallowRequest {
+    uid: Option<Value>,
+    kind: Option<ShallowKind>,
+    operation: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ShallowKind {
+    group: Option<Value>,
+    kind: Option<Value>,
+}
+
 /// Classifies a body that does not decode as an AdmissionReview: not one at all, or one
 /// whose uid can still be answered.
 fn undecodable(body: &[u8], error: serde_json::Error) -> Result<Parsed, NotAReview> {
-    let doc: Value = serde_json::from_slice(body).map_err(NotAReview::NotJson)?;
-    let api_version = doc.get("apiVersion").and_then(Value::as_str);
-    let api_version = api_version
-        .filter(|v| VERSIONS.contains(v))
+    let doc: Shallow = match serde_json::from_slice(body) {
+        Ok(doc) => doc,
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(NotAReview::NotJson(e)),
+        // JSON, but `request` (or the document) is not an object.
+        Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => return Err(NotAReview::WrongKind),
+            Err(e) => return Err(NotAReview::NotJson(e)),
+        },
+    };
+    let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
+    let api_version = text(&doc.api_version)
+        .filter(|v| VERSIONS.contains(&v.as_str()))
         .ok_or(NotAReview::WrongKind)?;
-    if doc.get("kind").and_then(Value::as_str) != Some(REVIEW_KIND) {
+    if text(&doc.kind).as_deref() != Some(REVIEW_KIND) {
         return Err(NotAReview::WrongKind);
     }
-    let uid = doc
-        .pointer("/request/uid")
-        .and_then(Value::as_str)
-        .ok_or(NotAReview::NoRequest)?;
+    let request = doc.request.ok_or(NotAReview::NoRequest)?;
+    let uid = text(&request.uid).ok_or(NotAReview::NoRequest)?;
     // Whether the request could be one the webhook decides, read leniently: a field of the
     // wrong type must not make a request of ours pass.
-    let text = |p: &str| doc.pointer(p).and_then(Value::as_str);
-    let ours = match (text("/request/kind/group"), text("/request/kind/kind")) {
+    let (group, kind) = match &request.kind {
+        Some(k) => (text(&k.group), text(&k.kind)),
+        None => (None, None),
+    };
+    let ours = match (group, kind) {
         (Some(group), Some(kind)) => {
-            Kind::of(group, kind).is_some_and(|k| match text("/request/operation") {
+            Kind::of(&group, &kind).is_some_and(|k| match text(&request.operation).as_deref() {
                 Some("DELETE") | Some("CONNECT") => false,
                 Some("UPDATE") => k.decides(&Operation::Update),
                 _ => true,
@@ -117,8 +151,8 @@ fn undecodable(body: &[u8], error: serde_json::Error) -> Result<Parsed, NotARevi
         _ => true,
     };
     Ok(Parsed(Inner::Undecodable {
-        types: review_types(api_version),
-        uid: uid.to_string(),
+        types: review_types(&api_version),
+        uid,
         error: format!("cannot decode AdmissionReview request: {error}"),
         ours,
     }))
@@ -505,6 +539,30 @@ mod tests {
         let r = ask(&wrong_type, Endpoint::Mutate).unwrap();
         assert_eq!((r.uid(), r.allowed()), ("u-2", false));
         assert!(r.message().contains("cannot decode"), "{}", r.message());
+    }
+
+    #[test]
+    fn a_request_nested_deeper_than_the_decoder_allows_still_gets_its_uid() {
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let body = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"deep-1","kind":{{"group":"kubevirt.io","version":"v1","kind":"VirtualMachine"}},"operation":"CREATE","object":{{"spec":{deep}}}}}}}"#
+        );
+        let answer = parse(body.as_bytes()).unwrap().answer(
+            Endpoint::Mutate,
+            &Inventory::new(),
+            &Config::default(),
+        );
+        assert_eq!((answer.uid(), answer.allowed()), ("deep-1", false));
+        assert!(
+            answer.message().contains("recursion limit"),
+            "{}",
+            answer.message()
+        );
+        let not_json = format!("{}1", "[".repeat(100_000));
+        assert!(matches!(
+            parse(not_json.as_bytes()),
+            Err(NotAReview::NotJson(_))
+        ));
     }
 
     #[test]

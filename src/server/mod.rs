@@ -133,6 +133,10 @@ pub struct ServeLimits {
     #[doc(hidden)]
     #[arg(skip)]
     pub slow_decisions: Option<gate::SlowDecisions>,
+    /// Serve the empty webhook instead (the yardstick of `examples/loadtest.rs --compare`).
+    #[doc(hidden)]
+    #[arg(skip)]
+    pub baseline: bool,
 }
 
 impl Default for ServeLimits {
@@ -146,6 +150,7 @@ impl Default for ServeLimits {
             tls_min_version: MinVersion::Tls12,
             client_ca: None,
             slow_decisions: None,
+            baseline: false,
         }
     }
 }
@@ -481,7 +486,11 @@ impl Server {
                 name: "webhook",
                 listener,
                 tls: Some(tls),
-                router: webhook_router(shared.clone(), args.request_timeout),
+                router: if args.limits.baseline {
+                    baseline_router(args.request_timeout)
+                } else {
+                    webhook_router(shared.clone(), args.request_timeout)
+                },
                 limits,
                 metrics: shared.metrics.clone(),
             },
@@ -635,6 +644,28 @@ pub fn webhook_router(shared: Arc<Shared>, request_timeout: Duration) -> Router 
         // Covers reading the body too: the extractor runs inside the timed future.
         .layer(timeout_layer(request_timeout))
         .with_state(shared)
+}
+
+/// The empty webhook on the same stack (TLS, connections, axum, body limit, timeout): reads
+/// the AdmissionReview as JSON, echoes the uid, allows. What `/mutate` costs beyond it is
+/// what the webhook itself costs (`examples/loadtest.rs --compare`).
+pub fn baseline_router(request_timeout: Duration) -> Router {
+    async fn echo(body: Bytes) -> Response {
+        let review: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let uid = review.pointer("/request/uid").cloned().unwrap_or_default();
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": uid, "allowed": true}})
+            .to_string(),
+        )
+            .into_response()
+    }
+    Router::new()
+        .route("/mutate", post(echo))
+        .route("/validate", post(echo))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(timeout_layer(request_timeout))
 }
 
 /// The admin routes.
