@@ -100,17 +100,12 @@ struct Shallow {
     request: Option<ShallowRequest>,
 }
 
+/// Each field any JSON, so that a wrong type in one still lets the uid through.
 #[derive(Deserialize)]
 struct ShallowRequest {
     uid: Option<Value>,
-    kind: Option<ShallowKind>,
-    operation: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct ShallowKind {
-    group: Option<Value>,
     kind: Option<Value>,
+    operation: Option<Value>,
 }
 
 /// Classifies a body that does not decode as an AdmissionReview: not one at all, or one
@@ -136,10 +131,15 @@ fn undecodable(body: &[u8], error: serde_json::Error) -> Result<Parsed, NotARevi
     let uid = text(&request.uid).ok_or(NotAReview::NoRequest)?;
     // Whether the request could be one the webhook decides, read leniently: a field of the
     // wrong type must not make a request of ours pass.
-    let (group, kind) = match &request.kind {
-        Some(k) => (text(&k.group), text(&k.kind)),
-        None => (None, None),
+    let field = |k: &str| {
+        request
+            .kind
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
     };
+    let (group, kind) = (field("group"), field("kind"));
     let ours = match (group, kind) {
         (Some(group), Some(kind)) => {
             Kind::of(&group, &kind).is_some_and(|k| match text(&request.operation).as_deref() {
@@ -401,6 +401,30 @@ pub fn operation_name(operation: &Operation) -> &'static str {
     }
 }
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    response: WireResponse<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a kube::core::Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_annotations: Option<&'a std::collections::HashMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
+}
+
 /// The answer to one AdmissionReview.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -454,22 +478,38 @@ impl Answer {
             .unwrap_or(json_patch::Patch(vec![]))
     }
 
-    /// The response body.
-    pub fn to_vec(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_value()).expect("JSON values serialize")
+    /// The response as it goes on the wire: kube's `AdmissionResponse`, but with the patch
+    /// base64-encoded as the API server reads `[]byte` fields (kube-core writes the bytes as
+    /// a number array: kube-rs/kube#1781).
+    fn wire(&self) -> Wire<'_> {
+        let r = self.response();
+        Wire {
+            api_version: &self.review.types.api_version,
+            kind: &self.review.types.kind,
+            response: WireResponse {
+                uid: &r.uid,
+                allowed: r.allowed,
+                status: &r.result,
+                patch: r
+                    .patch
+                    .as_deref()
+                    .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+                patch_type: r.patch.as_ref().map(|_| "JSONPatch"),
+                audit_annotations: (!r.audit_annotations.is_empty())
+                    .then_some(&r.audit_annotations),
+                warnings: r.warnings.as_deref(),
+            },
+        }
     }
 
-    /// The response as JSON, with the patch base64-encoded as the API server documents
-    /// `[]byte` fields (kube-core writes the bytes as a number array: kube-rs/kube#1781).
+    /// The response body.
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.wire()).expect("AdmissionReviews serialize")
+    }
+
+    /// The response as JSON.
     pub fn to_value(&self) -> Value {
-        let mut value = serde_json::to_value(&self.review).expect("AdmissionReviews serialize");
-        if let (Some(patch), Some(slot)) = (
-            self.response().patch.as_deref(),
-            value.pointer_mut("/response/patch"),
-        ) {
-            *slot = Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
-        }
-        value
+        serde_json::to_value(self.wire()).expect("AdmissionReviews serialize")
     }
 }
 

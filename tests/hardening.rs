@@ -306,14 +306,17 @@ async fn idle_keep_alive_connections_are_closed() {
             String::from_utf8_lossy(alpn)
         );
     }
-    let text = server.metrics().await;
-    assert_eq!(
-        metric(
-            &text,
-            "kubevirt_net_webhook_connections_closed_total{port=\"webhook\",reason=\"idle_timeout\"}"
-        ),
-        2.0
-    );
+    // The server counts a close once its side of the connection is done, which may come a
+    // moment after the client saw it: wait for the count (bounded), then check it.
+    let key =
+        "kubevirt_net_webhook_connections_closed_total{port=\"webhook\",reason=\"idle_timeout\"}";
+    let waited = Instant::now();
+    let mut closed = metric(&server.metrics().await, key);
+    while closed < 2.0 && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        closed = metric(&server.metrics().await, key);
+    }
+    assert_eq!(closed, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,19 +79,25 @@ fn decode_at<T: DeserializeOwned + Default>(
     pointer: &str,
     required: bool,
 ) -> Result<T> {
-    let field = Layout::field(pointer);
     match data.pointer(pointer) {
         None | Some(Value::Null) if required => Err(Error::Decode {
-            path: field,
+            path: Layout::field(pointer),
             message: "missing field".into(),
         }),
         None | Some(Value::Null) => Ok(T::default()),
-        Some(value) => serde_path_to_error::deserialize(value).map_err(|e| Error::Decode {
-            path: match e.path().to_string().as_str() {
-                "." => field,
-                inner => format!("{field}.{inner}"),
-            },
-            message: e.inner().to_string(),
+        // The plain decoder first (every request); the one that tracks the path only to
+        // name the field of an error.
+        Some(value) => T::deserialize(value).or_else(|_| {
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let field = Layout::field(pointer);
+                Error::Decode {
+                    path: match e.path().to_string().as_str() {
+                        "." => field,
+                        inner => format!("{field}.{inner}"),
+                    },
+                    message: e.inner().to_string(),
+                }
+            })
         }),
     }
 }
