@@ -242,18 +242,26 @@ async fn bad_input_catalog() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 
-    // 20 MiB: 413, whether announced by Content-Length or not (HTTP/2 streams it).
+    // 20 MiB: refused, whether announced by Content-Length or not (HTTP/2 streams it). The
+    // server may answer 413 and close before the client has written it all: then the client
+    // sees its write cut off instead of the answer. Either way nothing is decoded.
     let big = vec![b' '; 20 << 20];
-    let (status, _) = server
-        .http()
-        .await
-        .send("POST", "/mutate", big.clone())
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let refused = |result: Result<(StatusCode, hyper::body::Bytes), hyper::Error>| match result {
+        Ok((status, _)) => assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(
+            e.is_body_write_aborted() || e.to_string().contains("body write") || e.is_closed(),
+            "{e:?}"
+        ),
+    };
+    refused(
+        server
+            .http()
+            .await
+            .send("POST", "/mutate", big.clone())
+            .await,
+    );
     let mut h2 = Http::tls(server.addr, server.ca.client_config(&[b"h2"])).await;
-    let (status, _) = h2.send("POST", "/validate", big).await.unwrap();
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    refused(h2.send("POST", "/validate", big).await);
     server.assert_healthy().await;
 
     // Half a request's headers, then silence: closed by the header read timeout.
