@@ -19,8 +19,11 @@
 //! saturated and at `--rate` (default 5,000 req/s), and prints the ratios:
 //!
 //! ```text
-//! cargo run --release --example loadtest -- --compare --duration 8s
+//! cargo run --release --example loadtest -- --compare --duration 8s 2>/dev/null
 //! ```
+//!
+//! The in-process servers log as `deploy/` runs them (JSON at info, a line per request, on
+//! stderr: send it to /dev/null or a file).
 #[path = "../tests/support/server.rs"]
 mod common;
 #[path = "../tests/support/fixtures.rs"]
@@ -74,6 +77,10 @@ struct Args {
     /// Turns of each measurement with --compare (the median is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Log as `deploy/` does (JSON lines at info, one per request, to stderr) for the servers
+    /// started in-process; `none` measures without logs.
+    #[arg(long, default_value = "json")]
+    logs: String,
 }
 
 /// What one run measured.
@@ -258,6 +265,15 @@ fn client_config(ca_pem: &[u8], h2: bool) -> Arc<rustls::ClientConfig> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    match args.logs.as_str() {
+        "json" => {
+            kubevirt_net_webhook::cmd::init_tracing(kubevirt_net_webhook::cmd::LogFormat::Json)
+        }
+        "plain" => {
+            kubevirt_net_webhook::cmd::init_tracing(kubevirt_net_webhook::cmd::LogFormat::Plain)
+        }
+        _ => {}
+    }
     if let Some(dir) = &args.write_certs {
         let ca = common::Ca::new();
         let leaf = ca.leaf();

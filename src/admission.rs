@@ -74,18 +74,125 @@ enum Inner {
 
 /// Reads an AdmissionReview body.
 pub fn parse(body: &[u8]) -> Result<Parsed, NotAReview> {
-    match serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) {
+    match serde_json::from_slice::<OnePassReview>(body) {
         Ok(review) => {
-            if !VERSIONS.contains(&review.types.api_version.as_str())
-                || review.types.kind != REVIEW_KIND
-            {
+            if !VERSIONS.contains(&review.api_version.as_str()) || review.kind != REVIEW_KIND {
                 return Err(NotAReview::WrongKind);
             }
-            let request: AdmissionRequest<DynamicObject> =
-                review.try_into().map_err(|_| NotAReview::NoRequest)?;
-            Ok(Parsed(Inner::Request(Box::new(request))))
+            let mut request = review.request.ok_or(NotAReview::NoRequest)?.0;
+            request.types = review_types(&review.api_version);
+            Ok(Parsed(Inner::Request(request)))
         }
         Err(error) => undecodable(body, error),
+    }
+}
+
+/// kube's `AdmissionReview` and `DynamicObject` read their fields through serde's `flatten`,
+/// which buffers the whole document before decoding it again. These read the same JSON into
+/// the same types in one pass (the request's fields are kube's own, decoded by kube's types).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OnePassReview {
+    api_version: String,
+    kind: String,
+    request: Option<OnePassRequest>,
+}
+
+struct OnePassRequest(Box<AdmissionRequest<DynamicObject>>);
+
+/// A `DynamicObject` read in one pass: `apiVersion` and `kind` into its type, `metadata`
+/// typed, every other field into `data`.
+struct OnePassObject(DynamicObject);
+
+impl<'de> Deserialize<'de> for OnePassObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OnePassObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Kubernetes object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OnePassObject, A::Error> {
+                let (mut api_version, mut kind) = (None, None);
+                let mut metadata = None;
+                let mut data = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "apiVersion" => api_version = Some(map.next_value::<String>()?),
+                        "kind" => kind = Some(map.next_value::<String>()?),
+                        "metadata" => metadata = map.next_value()?,
+                        _ => {
+                            data.insert(key, map.next_value()?);
+                        }
+                    }
+                }
+                Ok(OnePassObject(DynamicObject {
+                    types: match (api_version, kind) {
+                        (Some(api_version), Some(kind)) => Some(TypeMeta { api_version, kind }),
+                        _ => None,
+                    },
+                    metadata: metadata.unwrap_or_default(),
+                    data: Value::Object(data),
+                }))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for OnePassRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Fields {
+            uid: String,
+            kind: GroupVersionKind,
+            resource: GroupVersionResource,
+            #[serde(default)]
+            sub_resource: Option<String>,
+            #[serde(default)]
+            request_kind: Option<GroupVersionKind>,
+            #[serde(default)]
+            request_resource: Option<GroupVersionResource>,
+            #[serde(default)]
+            request_sub_resource: Option<String>,
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            namespace: Option<String>,
+            operation: Operation,
+            user_info: k8s_openapi::api::authentication::v1::UserInfo,
+            #[serde(default)]
+            object: Option<OnePassObject>,
+            #[serde(default)]
+            old_object: Option<OnePassObject>,
+            #[serde(default)]
+            dry_run: bool,
+            #[serde(default)]
+            options: Option<k8s_openapi::apimachinery::pkg::runtime::RawExtension>,
+        }
+        let f = Fields::deserialize(d)?;
+        Ok(Self(Box::new(AdmissionRequest {
+            types: TypeMeta::default(),
+            uid: f.uid,
+            kind: f.kind,
+            resource: f.resource,
+            sub_resource: f.sub_resource,
+            request_kind: f.request_kind,
+            request_resource: f.request_resource,
+            request_sub_resource: f.request_sub_resource,
+            name: f.name,
+            namespace: f.namespace,
+            operation: f.operation,
+            user_info: f.user_info,
+            object: f.object.map(|o| o.0),
+            old_object: f.old_object.map(|o| o.0),
+            dry_run: f.dry_run,
+            options: f.options,
+        })))
     }
 }
 
