@@ -21,14 +21,12 @@ pub struct StaticConfig {
     pub mtu: Option<u16>,
 }
 
-/// The annotation's requests, or the user-facing reason it cannot be read.
-pub(super) fn annotation_requests(
-    ctx: &Ctx<'_>,
-) -> annotations::Result<BTreeMap<String, AddressRequest>> {
-    match ctx.vm.annotation(annotations::NETWORKS) {
-        None => Ok(BTreeMap::new()),
-        Some(text) => annotations::parse_networks(text),
-    }
+/// The annotation's requests (parsed once per decision), or the user-facing reason it
+/// cannot be read.
+pub(super) fn annotation_requests<'c>(
+    ctx: &'c Ctx<'_>,
+) -> Result<&'c BTreeMap<String, AddressRequest>, &'c annotations::Error> {
+    ctx.requests.as_ref()
 }
 
 fn default_route(family_v4: bool) -> IpNet {
@@ -107,11 +105,12 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     if let Err(e) = NetworkDataMode::parse(ctx.vm.annotation(annotations::NETWORK_DATA)) {
         verdict.denials.push(e.to_string());
     }
+    let none = BTreeMap::new();
     let requests = match annotation_requests(ctx) {
         Ok(r) => r,
         Err(e) => {
             verdict.denials.push(e.to_string());
-            BTreeMap::new()
+            &none
         }
     };
     let at = |net: &str| format!("annotation {}, network {net:?}", annotations::NETWORKS);

@@ -36,12 +36,12 @@ pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             ));
         }
     }
-    let requests = addresses::annotation_requests(ctx).unwrap_or_default();
+    let requests = addresses::annotation_requests(ctx).ok();
     for net in ctx.vm.networks() {
         let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
         };
-        let request = requests.get(&net.name);
+        let request = requests.and_then(|r| r.get(&net.name));
         let from_annotation = request.is_some_and(|r| !r.addresses.is_empty());
         let dhcp = request.is_some_and(|r| r.dhcp);
         let pinned = !dhcp && ctx.nad(r).is_some_and(|n| n.ipam.pinned.is_some());

@@ -16,21 +16,23 @@ pub const MAX_PER_REQUEST: usize = 64;
 pub(super) fn exceeded(ctx: &Ctx<'_>) -> Option<String> {
     let spec = &ctx.vm.spec;
     let mut over = Vec::new();
+    // Field names are formatted only for a request beyond the caps.
     for (what, count, field) in [
         (
             "interfaces",
             spec.domain.devices.interfaces.len(),
-            ctx.vm.interfaces_field(),
+            crate::model::vm::INTERFACES,
         ),
-        ("networks", spec.networks.len(), ctx.vm.networks_field()),
-        ("volumes", spec.volumes.len(), ctx.vm.volumes_field()),
+        ("networks", spec.networks.len(), crate::model::vm::NETWORKS),
+        ("volumes", spec.volumes.len(), crate::model::vm::VOLUMES),
         (
             "disks",
             spec.domain.devices.disks.as_ref().map_or(0, Vec::len),
-            ctx.vm.spec_field(crate::model::vm::DISKS),
+            crate::model::vm::DISKS,
         ),
     ] {
         if count > MAX_DEVICES {
+            let field = ctx.vm.spec_field(field);
             over.push(format!("{count} {what} in {field} (at most {MAX_DEVICES})"));
         }
     }
@@ -42,7 +44,7 @@ pub(super) fn exceeded(ctx: &Ctx<'_>) -> Option<String> {
                 annotations::NETWORKS
             ));
         }
-        for (network, r) in &requests {
+        for (network, r) in requests {
             let largest = [
                 r.addresses.len(),
                 r.routes.as_ref().map_or(0, Vec::len),

@@ -15,13 +15,15 @@
 //! | §2.8 every kind | [`kinds`] | templates: names only | MACs and addresses in shared templates |
 //! | §2.10 address pools | [`pools`] | pool addresses into the networks annotation | full pools |
 //! | limits | [`limits`] | nothing beyond them (warning) | beyond them |
+use std::collections::BTreeMap;
+
 use kube::core::{DynamicObject, admission::Operation};
 use serde_json::Value;
 
 use crate::{
     inventory::{Inventory, VmName},
     model::{
-        annotations,
+        annotations::{self, AddressRequest},
         config::Config,
         kinds::Kind,
         nad::{Nad, NadRef},
@@ -104,7 +106,13 @@ struct Ctx<'a> {
     namespace: &'a str,
     inventory: &'a Inventory,
     config: &'a Config,
+    /// The `kubevirt-net-webhook.io/networks` annotation, parsed once per decision: several
+    /// rules read it, and pools (SPEC §2.10) add to it.
+    requests: annotations::Result<Requests>,
 }
+
+/// Requested addresses by VM network name.
+type Requests = BTreeMap<String, AddressRequest>;
 
 impl<'a> Ctx<'a> {
     fn new(req: &Request<'a>, inventory: &'a Inventory, config: &'a Config) -> Result<Self> {
@@ -112,17 +120,28 @@ impl<'a> Ctx<'a> {
             (Operation::Update, Some(old)) => Vm::from_object(req.kind, old).ok(),
             _ => None,
         };
+        let vm = Vm::from_object(req.kind, req.object).map_err(|source| Error::Decode {
+            kind: req.kind.name(),
+            source,
+        })?;
         Ok(Self {
-            vm: Vm::from_object(req.kind, req.object).map_err(|source| Error::Decode {
-                kind: req.kind.name(),
-                source,
-            })?,
+            requests: parse_requests(&vm),
+            vm,
             old,
             raw: &req.object.data,
             namespace: req.namespace,
             inventory,
             config,
         })
+    }
+
+    /// Sets the networks annotation to `text` (pools, SPEC §2.10), keeping the parsed copy
+    /// in step.
+    fn set_networks_annotation(&mut self, text: String) {
+        self.vm
+            .annotations
+            .insert(annotations::NETWORKS.to_string(), text);
+        self.requests = parse_requests(&self.vm);
     }
 
     fn me(&self) -> VmName<'_> {
@@ -181,6 +200,11 @@ impl<'a> Ctx<'a> {
     fn mutation_disabled(&self) -> bool {
         self.vm.annotation(annotations::MUTATE).map(str::trim) == Some("false")
     }
+}
+
+fn parse_requests(vm: &Vm) -> annotations::Result<Requests> {
+    vm.annotation(annotations::NETWORKS)
+        .map_or_else(|| Ok(Requests::new()), annotations::parse_networks)
 }
 
 /// `/mutate`: renames, MACs, cloud-init network config. Never denies.

@@ -398,7 +398,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
     } else {
         ops.add(pointer(meta, ["annotations"]), json!({ key: text }));
     }
-    ctx.vm.annotations.insert(key.to_string(), text);
+    ctx.set_networks_annotation(text);
     ctx.vm.has_annotations = true;
     warnings.push(format!(
         "set addresses from the address pool in annotation {key}: {}",

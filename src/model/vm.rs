@@ -79,7 +79,7 @@ fn decode_at<T: DeserializeOwned + Default>(
     pointer: &str,
     required: bool,
 ) -> Result<T> {
-    match data.pointer(pointer) {
+    match super::kinds::at(data, pointer) {
         None | Some(Value::Null) if required => Err(Error::Decode {
             path: Layout::field(pointer),
             message: "missing field".into(),

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Ops, Verdict, addresses, guest_names::guest_names, patch::pointer};
 use crate::model::{
     annotations::{self, AddressRequest, NetworkDataMode},
+    kinds::at,
     vm::{CloudInitKind, CloudInitSource, DISKS, Network, Source, VOLUMES, Vm},
 };
 use managed::{Existing, UserData};
@@ -173,7 +174,7 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
     let Ok(requests) = addresses::annotation_requests(ctx) else {
         return planned(false, vec![], Plan::BadAnnotation);
     };
-    let (nics, missing) = nics(ctx, &requests);
+    let (nics, missing) = nics(ctx, requests);
     let requested = nics
         .iter()
         .any(|n| matches!(n.config, NicConfig::Static(_)));
@@ -273,21 +274,21 @@ fn changes(ctx: &Ctx<'_>, nics: &[Nic], kept: &str) -> String {
 /// Appends `item` to the list at `path` (one of the engine's own pointers, so no token needs
 /// escaping), creating the list (and missing parents) if needed.
 fn push_to_list(ops: &mut Ops, raw: &Value, path: &str, item: Value) {
-    if raw.pointer(path).is_some_and(Value::is_array) {
+    if at(raw, path).is_some_and(Value::is_array) {
         ops.add(pointer(path, ["-"]), item);
         return;
     }
     // Walk up to the deepest existing object and add the nested rest in one operation.
     let mut value = json!([item]);
-    let mut at = path.to_string();
-    while let Some((parent, key)) = at.rsplit_once('/') {
-        if parent.is_empty() || raw.pointer(parent).is_some_and(Value::is_object) {
+    let mut to = path;
+    while let Some((parent, key)) = to.rsplit_once('/') {
+        if parent.is_empty() || at(raw, parent).is_some_and(Value::is_object) {
             break;
         }
         value = json!({ key: value });
-        at = parent.to_string();
+        to = parent;
     }
-    ops.add(pointer(&at, []), value);
+    ops.add(pointer(to, []), value);
 }
 
 fn free_name(taken: &[&str]) -> String {

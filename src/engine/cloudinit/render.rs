@@ -31,62 +31,78 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
-fn quoted_list<T: ToString>(items: &[T]) -> String {
-    let items: Vec<String> = items.iter().map(|i| quote(&i.to_string())).collect();
-    format!("[{}]", items.join(", "))
+/// `["a", "b"]` into `out`. The items are addresses, whose text needs no escaping.
+fn quoted_list(out: &mut String, items: &[impl std::fmt::Display]) {
+    out.push('[');
+    for (k, item) in items.iter().enumerate() {
+        let sep = if k == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}\"{item}\"");
+    }
+    out.push(']');
 }
 
 /// Netplan v2 with one flow mapping per NIC: compact enough for 20 NICs in 2 KiB, and a
 /// line per NIC still reads well.
 /// `marker` is the first line: the comment that says whose config this is.
 pub fn render_netplan(nics: &[Nic], marker: &str) -> String {
-    let mut out = format!("{marker}\nversion: 2\nethernets:\n");
+    // Written straight into one string: this runs on every /mutate.
+    let mut out = String::with_capacity(marker.len() + 32 + 192 * nics.len());
+    let _ = writeln!(out, "{marker}\nversion: 2\nethernets:");
     for nic in nics {
         let name = &nic.guest_name;
-        let mut fields = vec![
-            format!("match: {{macaddress: {}}}", quote(&nic.mac)),
-            format!("set-name: {name}"),
-        ];
+        let _ = write!(
+            out,
+            "  {name}: {{match: {{macaddress: {}}}, set-name: {name}",
+            quote(&nic.mac)
+        );
         match &nic.config {
-            NicConfig::Pod => fields.push("dhcp4: true".into()),
-            NicConfig::Dhcp => fields.extend(["dhcp4: true".into(), "optional: true".into()]),
+            NicConfig::Pod => out.push_str(", dhcp4: true"),
+            NicConfig::Dhcp => out.push_str(", dhcp4: true, optional: true"),
             NicConfig::Static(c) => {
-                fields.push(format!("addresses: {}", quoted_list(&c.addresses)));
-                let routes: Vec<String> = c
-                    .routes
-                    .iter()
-                    .filter_map(|r| {
-                        let via = r.via?;
-                        let metric = r
-                            .metric
-                            .map(|m| format!(", metric: {m}"))
-                            .unwrap_or_default();
-                        Some(format!(
-                            "{{to: {}, via: {}{metric}}}",
-                            quote(&r.to.to_string()),
-                            quote(&via.to_string())
-                        ))
-                    })
-                    .collect();
-                if !routes.is_empty() {
-                    fields.push(format!("routes: [{}]", routes.join(", ")));
+                out.push_str(", addresses: ");
+                quoted_list(&mut out, &c.addresses);
+                let mut routes = c.routes.iter().filter_map(|r| Some((r, r.via?)));
+                if let Some(first) = routes.next() {
+                    out.push_str(", routes: [");
+                    for (k, (r, via)) in std::iter::once(first).chain(routes).enumerate() {
+                        let sep = if k == 0 { "" } else { ", " };
+                        let _ = write!(out, "{sep}{{to: \"{}\", via: \"{via}\"", r.to);
+                        if let Some(m) = r.metric {
+                            let _ = write!(out, ", metric: {m}");
+                        }
+                        out.push('}');
+                    }
+                    out.push(']');
                 }
-                let mut ns = Vec::new();
-                if !c.nameservers.is_empty() {
-                    ns.push(format!("addresses: {}", quoted_list(&c.nameservers)));
-                }
-                if !c.search.is_empty() {
-                    ns.push(format!("search: {}", quoted_list(&c.search)));
-                }
-                if !ns.is_empty() {
-                    fields.push(format!("nameservers: {{{}}}", ns.join(", ")));
+                match (c.nameservers.is_empty(), c.search.is_empty()) {
+                    (true, true) => {}
+                    (no_servers, no_search) => {
+                        out.push_str(", nameservers: {");
+                        if !no_servers {
+                            out.push_str("addresses: ");
+                            quoted_list(&mut out, &c.nameservers);
+                        }
+                        if !no_search {
+                            out.push_str(if no_servers {
+                                "search: ["
+                            } else {
+                                ", search: ["
+                            });
+                            for (k, domain) in c.search.iter().enumerate() {
+                                let sep = if k == 0 { "" } else { ", " };
+                                let _ = write!(out, "{sep}{}", quote(domain));
+                            }
+                            out.push(']');
+                        }
+                        out.push('}');
+                    }
                 }
                 if let Some(mtu) = c.mtu {
-                    fields.push(format!("mtu: {mtu}"));
+                    let _ = write!(out, ", mtu: {mtu}");
                 }
             }
         }
-        let _ = writeln!(out, "  {name}: {{{}}}", fields.join(", "));
+        out.push_str("}\n");
     }
     out
 }
@@ -148,4 +164,87 @@ pub fn render_network_data_json(nics: &[Nic]) -> String {
         links.push(link);
     }
     json!({"links": links, "networks": networks, "services": []}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::annotations::GuestRoute;
+
+    fn nic(name: &str, mac: &str, config: NicConfig) -> Nic {
+        Nic {
+            guest_name: name.into(),
+            mac: mac.into(),
+            config,
+        }
+    }
+
+    /// Every field netplan gets, byte for byte (guests and the `net-convert` tests read
+    /// this text; the MAC of a managed config is matched against it on day two).
+    #[test]
+    fn netplan_text_is_exact() {
+        let full = StaticConfig {
+            addresses: vec![
+                "10.0.0.5/24".parse().unwrap(),
+                "fd00::5/64".parse().unwrap(),
+            ],
+            routes: vec![
+                GuestRoute {
+                    to: "0.0.0.0/0".parse().unwrap(),
+                    via: Some("10.0.0.1".parse().unwrap()),
+                    metric: None,
+                },
+                GuestRoute {
+                    to: "10.9.0.0/16".parse().unwrap(),
+                    via: None,
+                    metric: Some(5),
+                },
+                GuestRoute {
+                    to: "10.8.0.0/16".parse().unwrap(),
+                    via: Some("10.0.0.254".parse().unwrap()),
+                    metric: Some(100),
+                },
+            ],
+            nameservers: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+            search: vec!["a.example".into(), "b\"c".into()],
+            mtu: Some(9000),
+        };
+        let search_only = StaticConfig {
+            addresses: vec!["10.1.0.5/24".parse().unwrap()],
+            routes: vec![GuestRoute {
+                to: "10.9.0.0/16".parse().unwrap(),
+                via: None,
+                metric: None,
+            }],
+            search: vec!["x".into()],
+            ..Default::default()
+        };
+        let servers_only = StaticConfig {
+            addresses: vec!["10.2.0.5/24".parse().unwrap()],
+            nameservers: vec!["10.2.0.2".parse().unwrap()],
+            ..Default::default()
+        };
+        let text = render_netplan(
+            &[
+                nic("default", "02:00:00:00:00:01", NicConfig::Pod),
+                nic("dhcp", "02:00:00:00:00:02", NicConfig::Dhcp),
+                nic("full", "02:00:00:00:00:03", NicConfig::Static(full)),
+                nic("so", "02:00:00:00:00:04", NicConfig::Static(search_only)),
+                nic("ns", "02:00:00:00:00:05", NicConfig::Static(servers_only)),
+            ],
+            "# marker",
+        );
+        assert_eq!(
+            text,
+            r#"# marker
+version: 2
+ethernets:
+  default: {match: {macaddress: "02:00:00:00:00:01"}, set-name: default, dhcp4: true}
+  dhcp: {match: {macaddress: "02:00:00:00:00:02"}, set-name: dhcp, dhcp4: true, optional: true}
+  full: {match: {macaddress: "02:00:00:00:00:03"}, set-name: full, addresses: ["10.0.0.5/24", "fd00::5/64"], routes: [{to: "0.0.0.0/0", via: "10.0.0.1"}, {to: "10.8.0.0/16", via: "10.0.0.254", metric: 100}], nameservers: {addresses: ["10.0.0.2", "fd00::2"], search: ["a.example", "b\"c"]}, mtu: 9000}
+  so: {match: {macaddress: "02:00:00:00:00:04"}, set-name: so, addresses: ["10.1.0.5/24"], nameservers: {search: ["x"]}}
+  ns: {match: {macaddress: "02:00:00:00:00:05"}, set-name: ns, addresses: ["10.2.0.5/24"], nameservers: {addresses: ["10.2.0.2"]}}
+"#
+        );
+    }
 }
