@@ -2,6 +2,8 @@
 //! checks on them.
 use std::{collections::BTreeMap, net::IpAddr};
 
+use foldhash::{HashMap, HashMapExt};
+
 use ipnet::IpNet;
 
 use super::{Ctx, Verdict, names::list};
@@ -114,7 +116,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         }
     };
     let at = |net: &str| format!("annotation {}, network {net:?}", annotations::NETWORKS);
-    let networks: std::collections::HashMap<&str, &Network> = ctx
+    let networks: HashMap<&str, &Network> = ctx
         .vm
         .networks()
         .iter()
@@ -162,7 +164,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             Some(_) => {}
         }
     }
-    let mut mine = std::collections::HashMap::new();
+    let mut mine = HashMap::new();
     for net in ctx.vm.networks() {
         let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
@@ -198,7 +200,7 @@ fn check_network<'n>(
     request: Option<&AddressRequest>,
     config: &StaticConfig,
     from_annotation: bool,
-    mine: &mut std::collections::HashMap<IpAddr, &'n str>,
+    mine: &mut HashMap<IpAddr, &'n str>,
 ) {
     let Some(nad_ref) = net.nad_ref(ctx.namespace) else {
         return;

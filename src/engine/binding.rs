@@ -1,5 +1,5 @@
 //! Binding/CNI compatibility and NAD existence (SPEC §2.2).
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::{Ctx, Verdict};
 use crate::model::{config::MissingNad, nad::NadRef, vm::Binding};

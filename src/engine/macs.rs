@@ -1,7 +1,7 @@
 //! Deterministic MAC addresses (SPEC §2.3).
 use serde_json::Value;
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::{Ctx, Ops, Verdict, patch::pointer};
 use crate::model::{

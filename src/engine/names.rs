@@ -1,5 +1,7 @@
 //! Interface/network name reconciliation (SPEC §2.1).
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde_json::Value;
 

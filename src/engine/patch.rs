@@ -7,7 +7,16 @@ use serde_json::Value;
 /// A pointer from one of the engine's own `/`-separated prefixes (no escaping needed: they
 /// are field names) and further tokens taken as they are (escaped as needed).
 pub fn pointer<'t>(prefix: &'t str, tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
-    PointerBuf::from_tokens(prefix.split('/').filter(|t| !t.is_empty()).chain(tokens))
+    // The prefix is taken whole (one validating scan) into a buffer sized for the rest: a
+    // token at a time costs an allocation each, on every patch operation.
+    let mut buf = String::with_capacity(prefix.len() + 48);
+    buf.push_str(prefix);
+    let mut p = PointerBuf::parse(buf)
+        .unwrap_or_else(|_| PointerBuf::from_tokens(prefix.split('/').filter(|t| !t.is_empty())));
+    for token in tokens {
+        p.push_back(token);
+    }
+    p
 }
 
 /// The operations of one mutation, in order.
@@ -50,6 +59,10 @@ mod tests {
             "/spec/template/metadata/annotations/k8s.v1.cni.cncf.io~1networks"
         );
         assert_eq!(pointer("/metadata", ["a~b"]).as_str(), "/metadata/a~0b");
+        assert_eq!(pointer("", ["a"]).as_str(), "/a");
+        assert_eq!(pointer("/spec/volumes", []).as_str(), "/spec/volumes");
+        // Not a pointer (no leading `/`): its parts are still tokens.
+        assert_eq!(pointer("spec/volumes", ["-"]).as_str(), "/spec/volumes/-");
     }
 
     #[test]

@@ -11,11 +11,9 @@
 //! - Shared templates (VMI replica sets, VM pools) get none: their replicas do when created.
 //!   A guest without a name (`generateName`) has no identity yet and gets none (warning).
 //! - `/validate` denies a VM that needs a pool address when the pool has none left.
-use std::{
-    collections::{BTreeMap, HashSet},
-    net::IpAddr,
-};
+use std::{collections::BTreeMap, net::IpAddr};
 
+use foldhash::HashSet;
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
@@ -432,6 +430,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foldhash::HashSetExt;
 
     /// Taken addresses as a set; `runs` also reports stretches (the accelerated scan).
     struct Set {

@@ -6,12 +6,13 @@ pub mod apply;
 pub mod files;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet, hash_map::Entry},
+    collections::{BTreeMap, BTreeSet, hash_map::Entry},
     fmt,
     net::IpAddr,
     sync::Arc,
 };
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use kube::core::DynamicObject;
 
 use crate::model::{
@@ -404,7 +405,9 @@ enum Claim {
 /// NADs and VM footprints, indexed for the checks of one admission request.
 #[derive(Debug, Default)]
 pub struct Inventory {
-    nads: HashMap<String, Nad>,
+    /// By namespace, then name: a lookup needs no `namespace/name` string built first (it
+    /// runs several times per request).
+    nads: HashMap<String, HashMap<String, Nad>>,
     net_ids: HashMap<Arc<str>, u32>,
     /// The inverse of `net_ids`.
     net_names: Vec<Arc<str>>,
@@ -454,19 +457,27 @@ impl Inventory {
     }
 
     pub fn upsert_nad(&mut self, nad: Nad) {
-        self.nads.insert(nad.key(), nad);
+        self.nads
+            .entry(nad.namespace.clone())
+            .or_default()
+            .insert(nad.name.clone(), nad);
     }
 
     pub fn remove_nad(&mut self, namespace: &str, name: &str) {
-        self.nads.remove(&key(namespace, name));
+        if let Some(names) = self.nads.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                self.nads.remove(namespace);
+            }
+        }
     }
 
     pub fn nad(&self, namespace: &str, name: &str) -> Option<&Nad> {
-        self.nads.get(&key(namespace, name))
+        self.nads.get(namespace)?.get(name)
     }
 
     pub fn nad_count(&self) -> usize {
-        self.nads.len()
+        self.nads.values().map(HashMap::len).sum()
     }
 
     /// VMs holding at least one Multus NIC (the others cannot conflict).
@@ -585,7 +596,10 @@ impl Inventory {
 
     /// Keeps only the NADs for which `keep(namespace, name)` holds: a relist drops the gone.
     pub fn retain_nads(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        self.nads.retain(|_, nad| keep(&nad.namespace, &nad.name));
+        self.nads.retain(|_, names| {
+            names.retain(|_, nad| keep(&nad.namespace, &nad.name));
+            !names.is_empty()
+        });
     }
 
     /// Keeps only the VMs for which `keep(namespace, name)` holds: a relist drops the gone.

@@ -162,11 +162,15 @@ fn parse_request(v: Value) -> Result<AddressRequest, Problem> {
             ..Default::default()
         }),
         Value::Object(_) => {
-            let raw: RawRequest =
-                serde_path_to_error::deserialize(v).map_err(|e| Problem::Field {
+            // The plain decoder first (every request); the path-tracking one only to name
+            // the field of an error.
+            let raw = match RawRequest::deserialize(&v) {
+                Ok(raw) => raw,
+                Err(_) => serde_path_to_error::deserialize(v).map_err(|e| Problem::Field {
                     path: e.path().to_string(),
                     message: e.inner().to_string(),
-                })?;
+                })?,
+            };
             request_from_raw(raw)
         }
         _ => Err(Problem::WrongType),

@@ -10,7 +10,9 @@ pub(crate) mod managed;
 pub mod render;
 pub mod v1;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use serde_json::{Value, json};
 
