@@ -14,6 +14,10 @@ mod fixtures;
 use serde_json::{Value, json};
 use std::hint::black_box;
 
+// The allocator the server runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A VM with the pod network plus `secondaries` bridge NICs, one of them with a static address.
 fn vm(secondaries: usize) -> (Value, Inventory) {
     let mut inv = Inventory::new();

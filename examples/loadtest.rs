@@ -44,6 +44,10 @@ use common::{CASES, Http, Running};
 use hyper::{StatusCode, body::Bytes};
 use kubevirt_net_webhook::manifests;
 
+// The allocator the server runs with (src/main.rs): the in-process servers use it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bounded load on /mutate over TLS.
 #[derive(Debug, Parser)]
 struct Args {

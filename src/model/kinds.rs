@@ -26,6 +26,42 @@ pub struct Layout {
     pub vm_meta: &'static str,
     /// The metadata that ends up on the launcher pod (Multus' annotation, SPEC §2.1).
     pub pod_meta: &'static str,
+    /// The lists under `spec` the engine patches, as `(path under spec, pointer, dotted
+    /// field)`: written out once, not formatted on every request.
+    pub lists: [(&'static str, &'static str, &'static str); 4],
+}
+
+/// A [`Layout`] from its spec pointer and the same as a dotted field name.
+macro_rules! layout {
+    ($spec:literal, $field:literal, vm_meta: $vm_meta:literal, pod_meta: $pod_meta:literal) => {
+        Layout {
+            spec: $spec,
+            vm_meta: $vm_meta,
+            pod_meta: $pod_meta,
+            lists: [
+                (
+                    "domain/devices/interfaces",
+                    concat!($spec, "/domain/devices/interfaces"),
+                    concat!($field, ".domain.devices.interfaces"),
+                ),
+                (
+                    "domain/devices/disks",
+                    concat!($spec, "/domain/devices/disks"),
+                    concat!($field, ".domain.devices.disks"),
+                ),
+                (
+                    "volumes",
+                    concat!($spec, "/volumes"),
+                    concat!($field, ".volumes"),
+                ),
+                (
+                    "networks",
+                    concat!($spec, "/networks"),
+                    concat!($field, ".networks"),
+                ),
+            ],
+        }
+    };
 }
 
 impl Layout {
@@ -119,26 +155,30 @@ impl Kind {
     /// Where this kind keeps its guest.
     pub fn layout(self) -> Layout {
         match self {
-            Kind::VirtualMachine => Layout {
-                spec: "/spec/template/spec",
+            Kind::VirtualMachine => layout!(
+                "/spec/template/spec",
+                "spec.template.spec",
                 vm_meta: "/metadata",
-                pod_meta: "/spec/template/metadata",
-            },
-            Kind::VirtualMachineInstance => Layout {
-                spec: "/spec",
+                pod_meta: "/spec/template/metadata"
+            ),
+            Kind::VirtualMachineInstance => layout!(
+                "/spec",
+                "spec",
                 vm_meta: "/metadata",
-                pod_meta: "/metadata",
-            },
-            Kind::VirtualMachineInstanceReplicaSet => Layout {
-                spec: "/spec/template/spec",
+                pod_meta: "/metadata"
+            ),
+            Kind::VirtualMachineInstanceReplicaSet => layout!(
+                "/spec/template/spec",
+                "spec.template.spec",
                 vm_meta: "/spec/template/metadata",
-                pod_meta: "/spec/template/metadata",
-            },
-            Kind::VirtualMachinePool => Layout {
-                spec: "/spec/virtualMachineTemplate/spec/template/spec",
+                pod_meta: "/spec/template/metadata"
+            ),
+            Kind::VirtualMachinePool => layout!(
+                "/spec/virtualMachineTemplate/spec/template/spec",
+                "spec.virtualMachineTemplate.spec.template.spec",
                 vm_meta: "/spec/virtualMachineTemplate/metadata",
-                pod_meta: "/spec/virtualMachineTemplate/spec/template/metadata",
-            },
+                pod_meta: "/spec/virtualMachineTemplate/spec/template/metadata"
+            ),
         }
     }
 
@@ -214,6 +254,17 @@ mod tests {
             "/spec/volumes/0/name/z",
         ] {
             assert_eq!(at(&v, missing), None, "{missing}");
+        }
+    }
+
+    #[test]
+    fn lists_are_under_the_spec() {
+        for kind in Kind::ALL {
+            let layout = kind.layout();
+            for (rest, pointer, field) in layout.lists {
+                assert_eq!(pointer, format!("{}/{rest}", layout.spec), "{kind:?}");
+                assert_eq!(field, Layout::field(pointer), "{kind:?}");
+            }
         }
     }
 

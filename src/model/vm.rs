@@ -3,13 +3,17 @@
 //!
 //! The engine reads through this view and writes JSON Patch operations against the original
 //! JSON, so fields it does not know are never touched (or dropped).
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use kube::core::DynamicObject;
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{
+    Deserialize,
+    de::{DeserializeOwned, IgnoredAny},
+};
 use serde_json::Value;
 
 use super::{
+    annotations,
     kinds::{Kind, Layout},
     nad::NadRef,
 };
@@ -34,11 +38,13 @@ pub struct Vm {
     pub generate_name: Option<String>,
     /// The object's own `metadata.namespace`.
     pub namespace: Option<String>,
-    /// Annotations at the layout's `vm_meta` (the webhook's own annotations).
+    /// The webhook's own annotations (`kubevirt-net-webhook.io/...`) at the layout's
+    /// `vm_meta`.
     pub annotations: BTreeMap<String, String>,
     /// Whether the `vm_meta` object has an `annotations` map (for patch paths).
     pub has_annotations: bool,
-    /// Annotations at the layout's `pod_meta`.
+    /// Multus' annotation (`k8s.v1.cni.cncf.io/networks`) at the layout's `pod_meta`, if
+    /// set.
     pub pod_annotations: BTreeMap<String, String>,
     /// `(apiVersion, kind)` of the object's owners.
     pub owners: Vec<(String, String)>,
@@ -110,20 +116,27 @@ impl Vm {
         let data = &object.data;
         // `data` is the object without `metadata`; metadata pointers are read from it too,
         // except the object's own, which is typed already.
-        let meta_at = |pointer: &str| -> Result<(BTreeMap<String, String>, bool)> {
-            if pointer == "/metadata" {
-                Ok((
-                    meta.annotations.clone().unwrap_or_default(),
-                    meta.annotations.is_some(),
-                ))
-            } else {
-                let m: TemplateMeta = decode_at(data, pointer, false)?;
-                let has = m.annotations.is_some();
-                Ok((m.annotations.unwrap_or_default(), has))
-            }
-        };
-        let (annotations, has_annotations) = meta_at(layout.vm_meta)?;
-        let (pod_annotations, _) = meta_at(layout.pod_meta)?;
+        // Only the annotations the engine reads are copied: kubectl's
+        // last-applied-configuration alone holds the whole manifest.
+        let meta_at =
+            |pointer: &str, keep: fn(&str) -> bool| -> Result<(BTreeMap<String, String>, bool)> {
+                if pointer == "/metadata" {
+                    let kept = meta.annotations.iter().flatten().filter(|(k, _)| keep(k));
+                    Ok((
+                        kept.map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        meta.annotations.is_some(),
+                    ))
+                } else {
+                    let m: TemplateMeta = decode_at(data, pointer, false)?;
+                    let has = m.annotations.is_some();
+                    let mut kept = m.annotations.unwrap_or_default();
+                    kept.retain(|k, _| keep(k));
+                    Ok((kept, has))
+                }
+            };
+        let (annotations, has_annotations) =
+            meta_at(layout.vm_meta, |k| k.starts_with(annotations::PREFIX))?;
+        let (pod_annotations, _) = meta_at(layout.pod_meta, |k| k == annotations::MULTUS_NETWORKS)?;
         let (status, run): (Status, RunSpec) = if kind == Kind::VirtualMachine {
             (
                 decode_at(data, "/status", false)?,
@@ -164,27 +177,33 @@ impl Vm {
     }
 
     /// The pointer of a list (or field) under the VMI spec, e.g. `domain/devices/interfaces`.
-    pub fn spec_pointer(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.layout.spec)
+    pub fn spec_pointer(&self, rest: &str) -> Cow<'static, str> {
+        match self.layout.lists.iter().find(|(r, _, _)| *r == rest) {
+            Some((_, pointer, _)) => Cow::Borrowed(pointer),
+            None => Cow::Owned(format!("{}/{rest}", self.layout.spec)),
+        }
     }
 
     /// The dotted field name of a list under the VMI spec, for messages.
-    pub fn spec_field(&self, rest: &str) -> String {
-        Layout::field(&self.spec_pointer(rest))
+    pub fn spec_field(&self, rest: &str) -> Cow<'static, str> {
+        match self.layout.lists.iter().find(|(r, _, _)| *r == rest) {
+            Some((_, _, field)) => Cow::Borrowed(field),
+            None => Cow::Owned(Layout::field(&self.spec_pointer(rest))),
+        }
     }
 
     /// `spec.template.spec.domain.devices.interfaces` (for this kind).
-    pub fn interfaces_field(&self) -> String {
+    pub fn interfaces_field(&self) -> Cow<'static, str> {
         self.spec_field(INTERFACES)
     }
 
     /// `spec.template.spec.networks` (for this kind).
-    pub fn networks_field(&self) -> String {
+    pub fn networks_field(&self) -> Cow<'static, str> {
         self.spec_field(NETWORKS)
     }
 
     /// `spec.template.spec.volumes` (for this kind).
-    pub fn volumes_field(&self) -> String {
+    pub fn volumes_field(&self) -> Cow<'static, str> {
         self.spec_field(VOLUMES)
     }
 }
@@ -231,9 +250,9 @@ pub struct Interface {
     pub mac_address: Option<String>,
     /// `absent` while KubeVirt hot-unplugs the interface (SPEC §2.9).
     pub state: Option<String>,
-    pub bridge: Option<Value>,
-    pub masquerade: Option<Value>,
-    pub sriov: Option<Value>,
+    pub bridge: Option<IgnoredAny>,
+    pub masquerade: Option<IgnoredAny>,
+    pub sriov: Option<IgnoredAny>,
     pub binding: Option<Named>,
 }
 
@@ -282,7 +301,7 @@ impl Binding<'_> {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Network {
     pub name: String,
-    pub pod: Option<Value>,
+    pub pod: Option<IgnoredAny>,
     pub multus: Option<Multus>,
 }
 
@@ -334,10 +353,10 @@ pub struct Volume {
 pub struct CloudInitSource {
     pub user_data: Option<String>,
     pub user_data_base64: Option<String>,
-    pub user_data_secret_ref: Option<Value>,
+    pub user_data_secret_ref: Option<IgnoredAny>,
     pub network_data: Option<String>,
     pub network_data_base64: Option<String>,
-    pub network_data_secret_ref: Option<Value>,
+    pub network_data_secret_ref: Option<IgnoredAny>,
 }
 
 impl CloudInitSource {
@@ -462,11 +481,11 @@ mod tests {
     #[test]
     fn each_kind_reads_its_own_layout() {
         let spec = json!({"networks": [{"name": "x", "multus": {"networkName": "n"}}]});
-        let meta = json!({"annotations": {"k": "v"}});
+        let meta = json!({"annotations": {"kubevirt-net-webhook.io/mutate": "false", "kubectl.kubernetes.io/last-applied-configuration": "{}"}});
         for (kind, object) in [
             (
                 Kind::VirtualMachineInstance,
-                json!({"metadata": {"name": "i", "annotations": {"k": "v"}}, "spec": spec}),
+                json!({"metadata": {"name": "i", "annotations": meta["annotations"]}, "spec": spec}),
             ),
             (
                 Kind::VirtualMachineInstanceReplicaSet,
@@ -480,7 +499,13 @@ mod tests {
             let object: DynamicObject = serde_json::from_value(object).unwrap();
             let vm = Vm::from_object(kind, &object).unwrap();
             assert_eq!(vm.networks()[0].name, "x", "{kind:?}");
-            assert_eq!(vm.annotation("k"), Some("v"), "{kind:?}");
+            assert_eq!(
+                vm.annotation(annotations::MUTATE),
+                Some("false"),
+                "{kind:?}"
+            );
+            // Only the webhook's own annotations are read (and copied).
+            assert_eq!(vm.annotations.len(), 1, "{kind:?}");
         }
     }
 
