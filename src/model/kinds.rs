@@ -76,9 +76,12 @@ impl Layout {
 /// `value`. `Value::pointer` unescapes every token into a new string, which costs more than
 /// the rest of a lookup on every request.
 pub fn at<'v>(value: &'v serde_json::Value, pointer: &str) -> Option<&'v serde_json::Value> {
+    if pointer.is_empty() {
+        return Some(value);
+    }
     pointer
+        .strip_prefix('/')?
         .split('/')
-        .skip(1)
         .try_fold(value, |v, token| match v {
             serde_json::Value::Object(map) => map.get(token),
             serde_json::Value::Array(list) => list.get(token.parse::<usize>().ok()?),
