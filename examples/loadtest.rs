@@ -280,11 +280,9 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(dir) = &args.write_certs {
         let ca = common::Ca::new();
-        let leaf = ca.leaf();
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
-        std::fs::write(dir.join("tls.crt"), &leaf.cert_pem).unwrap();
-        std::fs::write(dir.join("tls.key"), &leaf.key_pem).unwrap();
+        ca.leaf().write_to(dir);
         println!("wrote {}/{{ca.crt,tls.crt,tls.key}}", dir.display());
         return std::process::ExitCode::SUCCESS;
     }

@@ -39,10 +39,7 @@ impl Served {
     fn start(extra: &[&str], nofile: Option<u32>) -> Self {
         let ca = Ca::new();
         let dir = tempfile::tempdir().unwrap();
-        let leaf = ca.leaf();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert, &leaf.cert_pem).unwrap();
-        std::fs::write(&key, &leaf.key_pem).unwrap();
+        let (cert, key) = ca.leaf().write_to(dir.path());
         let (addr, admin) = (free_port(), free_port());
         let bin = env!("CARGO_BIN_EXE_kubevirt-net-webhook");
         let mut args: Vec<String> = [

@@ -26,6 +26,16 @@ pub struct Leaf {
     pub der: CertificateDer<'static>,
 }
 
+impl Leaf {
+    /// Writes `tls.crt` and `tls.key` into `dir`, as `serve --tls-cert/--tls-key` read them.
+    pub fn write_to(&self, dir: &std::path::Path) -> (PathBuf, PathBuf) {
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, &self.cert_pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        (cert, key)
+    }
+}
+
 impl Ca {
     pub fn new() -> Self {
         let mut params = CertificateParams::new(vec![]).unwrap();
@@ -203,10 +213,7 @@ impl Running {
     pub async fn start(adjust: impl FnOnce(&mut ServeArgs, &Ca, &std::path::Path)) -> Self {
         let ca = Ca::new();
         let dir = tempfile::tempdir().unwrap();
-        let leaf = ca.leaf();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert, &leaf.cert_pem).unwrap();
-        std::fs::write(&key, &leaf.key_pem).unwrap();
+        let (cert, key) = ca.leaf().write_to(dir.path());
         let mut args = ServeArgs::new(cert, key);
         args.listen = "127.0.0.1:0".parse().unwrap();
         args.admin_listen = "127.0.0.1:0".parse().unwrap();
