@@ -25,7 +25,7 @@ pub struct Nic {
     pub config: NicConfig,
 }
 
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     // A JSON string is a YAML double-quoted scalar; quoting keeps MACs from YAML 1.1's
     // base-60 integers.
     serde_json::to_string(s).expect("strings serialize")

@@ -27,13 +27,8 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use super::render::{Nic, NicConfig};
+use super::render::{Nic, NicConfig, quote};
 use crate::{engine::addresses::StaticConfig, model::annotations::GuestRoute};
-
-fn quote(s: &str) -> String {
-    // A JSON string is a YAML double-quoted scalar (keeps MACs from base-60 integers).
-    serde_json::to_string(s).expect("strings serialize")
-}
 
 fn quoted_list<T: ToString>(items: &[T]) -> String {
     let items: Vec<String> = items.iter().map(|i| quote(&i.to_string())).collect();
