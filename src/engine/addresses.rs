@@ -206,17 +206,20 @@ fn check_network<'n>(
         return;
     };
     let nad_key = nad_ref.to_string();
-    let at = if from_annotation {
-        format!(
-            "annotation {}, network {:?}",
-            annotations::NETWORKS,
-            net.name
-        )
-    } else {
-        format!(
-            "network {:?} (address pinned by NetworkAttachmentDefinition {nad_key})",
-            net.name
-        )
+    // Formatted only for a message: most addresses are fine.
+    let at = || {
+        if from_annotation {
+            format!(
+                "annotation {}, network {:?}",
+                annotations::NETWORKS,
+                net.name
+            )
+        } else {
+            format!(
+                "network {:?} (address pinned by NetworkAttachmentDefinition {nad_key})",
+                net.name
+            )
+        }
     };
     let subnets_of = |v4: bool| -> Vec<IpNet> {
         nad.map(|n| n.ipam.subnet_of_family(v4).copied().collect())
@@ -226,7 +229,8 @@ fn check_network<'n>(
         let ip = addr.addr();
         if !is_host_address(addr) {
             verdict.denials.push(format!(
-                "{at}: {addr} is the network or broadcast address of its subnet, not a host address; pick a host address such as {}",
+                "{}: {addr} is the network or broadcast address of its subnet, not a host address; pick a host address such as {}",
+                at(),
                 addr.hosts().next().map_or("another".to_string(), |h| h.to_string())
             ));
         }
@@ -234,11 +238,13 @@ fn check_network<'n>(
         if from_annotation && !subnets.is_empty() {
             match subnets.iter().find(|s| s.contains(&ip)) {
                 None => verdict.denials.push(format!(
-                    "{at}: {addr} is outside the subnet of NetworkAttachmentDefinition {nad_key} ({}); request an address inside it",
+                    "{}: {addr} is outside the subnet of NetworkAttachmentDefinition {nad_key} ({}); request an address inside it",
+                    at(),
                     subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 )),
                 Some(s) if s.prefix_len() != addr.prefix_len() => verdict.warnings.push(format!(
-                    "{at}: {addr} has prefix length /{} but NetworkAttachmentDefinition {nad_key} uses {s}",
+                    "{}: {addr} has prefix length /{} but NetworkAttachmentDefinition {nad_key} uses {s}",
+                    at(),
                     addr.prefix_len()
                 )),
                 Some(_) => {}
@@ -246,7 +252,8 @@ fn check_network<'n>(
         }
         if let Some(other) = mine.get(&ip) {
             verdict.denials.push(format!(
-                "{at}: {ip} is also requested for network {other:?} of this VM; every NIC needs its own address"
+                "{}: {ip} is also requested for network {other:?} of this VM; every NIC needs its own address",
+                at()
             ));
         } else {
             mine.insert(ip, &net.name);
@@ -268,7 +275,8 @@ fn check_network<'n>(
         });
         if let Some(other) = other {
             verdict.denials.push(format!(
-                "{at}: {ip} is already requested by {} on NetworkAttachmentDefinition {nad_key}; two guests with one address break both. Request a free address{}",
+                "{}: {ip} is already requested by {} on NetworkAttachmentDefinition {nad_key}; two guests with one address break both. Request a free address{}",
+                at(),
                 ctx.describe_other(other),
                 if from_annotation { "" } else { " through the annotation, or give this VM its own NAD" }
             ));
@@ -290,7 +298,8 @@ fn check_network<'n>(
         };
         if !inside {
             verdict.denials.push(format!(
-                "{at}: gateway {gw} is outside {scope}, so the guest cannot reach it; use a gateway inside {}",
+                "{}: gateway {gw} is outside {scope}, so the guest cannot reach it; use a gateway inside {}",
+                at(),
                 if subnets.is_empty() {
                     config.addresses.iter().map(|a| a.trunc().to_string()).collect::<Vec<_>>().join(", ")
                 } else {

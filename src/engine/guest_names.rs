@@ -2,6 +2,8 @@
 //! otherwise a derived name; unique within the VM.
 use sha2::{Digest, Sha256};
 
+use crate::model::mac::push_hex;
+
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_LEN: usize = 15;
 /// Names the kernel cannot register: `/proc/sys/net/*/conf/{all,default}` and bonding's file.
@@ -41,7 +43,9 @@ fn derived(name: &str, attempt: u32) -> String {
         hasher.update(attempt.to_string().as_bytes());
     }
     let digest = hasher.finalize();
-    base.push_str(&format!("-{:02x}{:02x}", digest[0], digest[1]));
+    base.push('-');
+    push_hex(&mut base, digest[0]);
+    push_hex(&mut base, digest[1]);
     base
 }
 

@@ -104,28 +104,33 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         let Some(text) = iface.mac_address.as_deref() else {
             continue;
         };
-        let at = format!("interface {:?} ({field}[{i}].macAddress)", iface.name);
+        // Formatted only for a message: most MACs are fine.
+        let at = || format!("interface {:?} ({field}[{i}].macAddress)", iface.name);
         let Some(mac) = Mac::parse(text) else {
             verdict.denials.push(format!(
-                "{at}: {text:?} is not a MAC address; write six hex bytes like 02:1a:2b:3c:4d:5e, or remove it to get a stable generated one"
+                "{}: {text:?} is not a MAC address; write six hex bytes like 02:1a:2b:3c:4d:5e, or remove it to get a stable generated one",
+                at()
             ));
             continue;
         };
         if let Some(why) = mac.unusable() {
             verdict.denials.push(format!(
-                "{at}: {mac} {why}; use a unicast, locally administered MAC like 02:1a:2b:3c:4d:5e, or remove it to get a generated one"
+                "{}: {mac} {why}; use a unicast, locally administered MAC like 02:1a:2b:3c:4d:5e, or remove it to get a generated one",
+                at()
             ));
             continue;
         }
         if mac.0 >> 40 == 0xfe {
             // KubeVirt accepts it, but libvirt gives its tap devices fe:… MACs.
             verdict.warnings.push(format!(
-                "{at}: {mac} starts with fe, which libvirt reserves for the host side of tap devices; the guest may get no traffic. Use a MAC starting with 02, or remove it to get a generated one"
+                "{}: {mac} starts with fe, which libvirt reserves for the host side of tap devices; the guest may get no traffic. Use a MAC starting with 02, or remove it to get a generated one",
+                at()
             ));
         }
         if let Some(other) = seen.get(&mac) {
             verdict.denials.push(format!(
-                "{at}: {mac} is also the MAC of interface {other:?}; every NIC needs its own"
+                "{}: {mac} is also the MAC of interface {other:?}; every NIC needs its own",
+                at()
             ));
         } else {
             seen.insert(mac, &iface.name);
@@ -134,7 +139,8 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             let nad = nad.to_string();
             if let Some(other) = ctx.inventory.mac_user(&nad, mac, ctx.me()) {
                 verdict.denials.push(format!(
-                    "{at}: {mac} is already used by {} on NetworkAttachmentDefinition {nad}; two NICs with one MAC on one network break both. Pick another or remove macAddress to get a generated one",
+                    "{}: {mac} is already used by {} on NetworkAttachmentDefinition {nad}; two NICs with one MAC on one network break both. Pick another or remove macAddress to get a generated one",
+                    at(),
                     ctx.describe_other(other)
                 ));
             }

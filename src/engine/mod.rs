@@ -112,7 +112,7 @@ struct Ctx<'a> {
 }
 
 /// Requested addresses by VM network name.
-type Requests = BTreeMap<String, AddressRequest>;
+pub(super) type Requests = BTreeMap<String, AddressRequest>;
 
 impl<'a> Ctx<'a> {
     fn new(req: &Request<'a>, inventory: &'a Inventory, config: &'a Config) -> Result<Self> {

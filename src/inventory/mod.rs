@@ -441,7 +441,12 @@ fn mac_of(bytes: [u8; 6]) -> Mac {
 }
 
 fn key(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
+    // Built on every lookup of the requesting VM: plain concatenation, not the formatter.
+    let mut key = String::with_capacity(namespace.len() + 1 + name.len());
+    key.push_str(namespace);
+    key.push('/');
+    key.push_str(name);
+    key
 }
 
 /// The inverse of [`key`]: namespaces and names never hold `/`, so a NAD reference splits

@@ -212,3 +212,40 @@ fn twenty_nics_too_large_is_left_alone_and_denied() {
     let (_, out) = mutate(&always, &inv);
     assert!(network_data(&out).is_some_and(|d| d.len() <= 2048));
 }
+
+/// `/validate` knows most configs fit from a bound, without rendering them: around the limit
+/// its answer must still be the rendering's. The VM grows a search domain at a time, across
+/// 2048 bytes; each step is denied exactly when `/mutate` finds the config too large.
+#[test]
+fn size_denial_agrees_with_the_rendering_across_the_limit() {
+    let inv = inventory_with(vec![bridge_nad(NS, "br")]);
+    let (mut fits, mut too_large) = (0, 0);
+    // At most 64 items per list (limits): long domains, so that 60 of them cross the limit.
+    for domains in 0..60 {
+        let search: Vec<String> = (0..domains)
+            .map(|d| format!("d{d:02}.{}.example", "x".repeat(24)))
+            .collect();
+        let request = json!({"ext": {"addresses": ["10.10.0.5/24"], "search": search}});
+        let v = with_request("v", "br", &request.to_string());
+        let (m, out) = mutate(&v, &inv);
+        let not_written = m.warnings.iter().any(|w| w.contains("2048"));
+        assert_eq!(
+            network_data(&out).is_none(),
+            not_written,
+            "{:?}",
+            m.warnings
+        );
+        let denied = !validate(&out, &inv).allowed();
+        assert_eq!(denied, not_written, "{domains} domains: {:?}", m.warnings);
+        if not_written {
+            too_large += 1
+        } else {
+            fits += 1
+        }
+    }
+    // The sweep crossed the limit.
+    assert!(
+        fits > 0 && too_large > 0,
+        "{fits} fit, {too_large} too large"
+    );
+}

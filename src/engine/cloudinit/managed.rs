@@ -9,7 +9,10 @@
 //!   written; config that no longer matches its digest was edited by the user.
 use sha2::{Digest, Sha256};
 
-use crate::model::vm::{CloudInitKind, CloudInitSource};
+use crate::model::{
+    mac::push_hex,
+    vm::{CloudInitKind, CloudInitSource},
+};
 
 /// The start of the first line of netplan config the webhook wrote.
 pub const MARKER: &str = "# managed by kubevirt-net-webhook";
@@ -31,8 +34,11 @@ pub fn marker(identity: &str) -> String {
 /// The ConfigDrive annotation value for `data` written for `identity`.
 pub fn digest_annotation(identity: &str, data: &str) -> String {
     let digest = Sha256::digest(data.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{identity} sha256:{hex}")
+    let mut value = format!("{identity} sha256:");
+    for b in digest {
+        push_hex(&mut value, b);
+    }
+    value
 }
 
 /// What the first cloud-init volume holds as network config.

@@ -10,17 +10,15 @@ pub(crate) mod managed;
 pub mod render;
 pub mod v1;
 
-use std::collections::BTreeMap;
-
 use foldhash::HashMap;
 
 use serde_json::{Value, json};
 
-use super::{Ctx, Ops, Verdict, addresses, guest_names::guest_names, patch::pointer};
+use super::{Ctx, Ops, Requests, Verdict, addresses, guest_names::guest_names, patch::pointer};
 use crate::model::{
-    annotations::{self, AddressRequest, NetworkDataMode},
+    annotations::{self, NetworkDataMode},
     kinds::at,
-    vm::{CloudInitKind, CloudInitSource, DISKS, Network, Source, VOLUMES, Vm},
+    vm::{CloudInitKind, CloudInitSource, DISKS, Interface, Network, Source, VOLUMES, Vm},
 };
 use managed::{Existing, UserData};
 pub use managed::{MARKER, USER_DATA};
@@ -83,24 +81,34 @@ struct Planned {
     plan: Plan,
 }
 
-/// The guest NICs of the VM: every interface paired with a network, in interface order,
-/// but for those being unplugged and those the webhook does not manage (unknown bindings and
-/// network sources pass through untouched).
-fn nics(ctx: &Ctx<'_>, requests: &BTreeMap<String, AddressRequest>) -> (Vec<Nic>, Vec<String>) {
-    let networks: HashMap<&str, &Network> = ctx
-        .vm
-        .networks()
-        .iter()
-        .map(|n| (n.name.as_str(), n))
-        .collect();
-    let paired: Vec<_> = ctx
-        .vm
-        .interfaces()
+/// The interfaces that are guest NICs, with their networks: every interface paired with a
+/// network, in interface order, but for those being unplugged and those the webhook does not
+/// manage (unknown bindings and network sources pass through untouched).
+fn paired(vm: &Vm) -> Vec<(&Interface, &Network)> {
+    let networks: HashMap<&str, &Network> =
+        vm.networks().iter().map(|n| (n.name.as_str(), n)).collect();
+    vm.interfaces()
         .iter()
         .filter(|i| !i.is_absent() && i.binding().carries_mac())
         .filter_map(|i| networks.get(i.name.as_str()).map(|n| (i, *n)))
         .filter(|(_, n)| n.source() != Source::Other)
-        .collect();
+        .collect()
+}
+
+/// How the guest configures the NIC on `net`.
+fn nic_config(ctx: &Ctx<'_>, requests: &Requests, net: &Network) -> NicConfig {
+    match net.nad_ref(ctx.namespace) {
+        None => NicConfig::Pod,
+        Some(r) => match addresses::resolve(requests.get(&net.name), ctx.nad(r)) {
+            Some(c) => NicConfig::Static(c),
+            None => NicConfig::Dhcp,
+        },
+    }
+}
+
+/// The guest NICs of the VM ([`paired`]), and the interfaces among them without a MAC.
+fn nics(ctx: &Ctx<'_>, requests: &Requests) -> (Vec<Nic>, Vec<String>) {
+    let paired = paired(&ctx.vm);
     let names = guest_names(paired.iter().map(|(i, _)| i.name.as_str()));
     let mut missing = Vec::new();
     let nics = paired
@@ -111,21 +119,30 @@ fn nics(ctx: &Ctx<'_>, requests: &BTreeMap<String, AddressRequest>) -> (Vec<Nic>
                 missing.push(iface.name.clone());
                 return None;
             };
-            let config = match net.nad_ref(ctx.namespace) {
-                None => NicConfig::Pod,
-                Some(r) => match addresses::resolve(requests.get(&net.name), ctx.nad(r)) {
-                    Some(c) => NicConfig::Static(c),
-                    None => NicConfig::Dhcp,
-                },
-            };
             Some(Nic {
                 guest_name,
                 mac,
-                config,
+                config: nic_config(ctx, requests, net),
             })
         })
         .collect();
     (nics, missing)
+}
+
+/// Whether the config [`plan`] would render certainly fits inline, known from an upper bound
+/// of its size ([`render::nic_bound`]) without rendering it: `/validate` needs only that.
+fn certainly_fits(ctx: &Ctx<'_>, requests: &Requests) -> bool {
+    let nics: usize = paired(&ctx.vm)
+        .into_iter()
+        .filter_map(|(iface, net)| {
+            let mac = iface.mac_address.as_deref()?;
+            Some(render::nic_bound(mac, &nic_config(ctx, requests, net)))
+        })
+        .sum();
+    render::config_bound(
+        ctx.namespace.len() + ctx.vm.name.as_deref().map_or(0, str::len),
+        nics,
+    ) <= INLINE_LIMIT
 }
 
 fn render(kind: CloudInitKind, nics: &[Nic], identity: &str) -> String {
@@ -481,6 +498,11 @@ fn set_annotation(ctx: &mut Ctx<'_>, ops: &mut Ops, key: &str, value: String) {
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     if ctx.mutation_disabled() {
+        return;
+    }
+    // Most configs are far below the limit: rendering one only to measure it was most of a
+    // /validate.
+    if addresses::annotation_requests(ctx).is_ok_and(|r| certainly_fits(ctx, r)) {
         return;
     }
     let Planned {

@@ -166,6 +166,80 @@ pub fn render_network_data_json(nics: &[Nic]) -> String {
     json!({"links": links, "networks": networks, "services": []}).to_string()
 }
 
+/// The length of `s` as [`quote`] writes it: serde_json escapes `"`, `\\` and control
+/// characters only (`\n`-style in 2 bytes where JSON has a short form, else `\u00XX`).
+fn quoted_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// Longest text of an address (`255.255.255.255`; IPv6 at most eight groups of four).
+fn ip_len(v4: bool) -> usize {
+    if v4 { 15 } else { 39 }
+}
+
+/// Longest text of a CIDR of that family.
+fn net_len(v4: bool) -> usize {
+    ip_len(v4) + 4
+}
+
+/// Bytes every renderer may spend on one NIC besides its MAC, its guest name and its static
+/// settings: keys, quotes, separators, a `networkN` id, the line break.
+const NIC_FRAME: usize = 128;
+/// The same for one address, and everything written with it, of a static NIC.
+const ADDRESS_FRAME: usize = 128;
+/// The same for one route (a `u32` metric included).
+const ROUTE_FRAME: usize = 64;
+/// Longest guest NIC name (IFNAMSIZ - 1): as-is names and derived ones both fit in it.
+const GUEST_NAME_LEN: usize = 15;
+
+/// An upper bound of the bytes any renderer ([`render_netplan`], [`super::v1::render_v1`],
+/// [`render_network_data_json`]) writes for a NIC with `mac` and `config`, whatever its guest
+/// name: enough to know a config fits inline without rendering it. ConfigDrive repeats
+/// routes and DNS with every address, so the bound does too.
+pub fn nic_bound(mac: &str, config: &NicConfig) -> usize {
+    let frame = NIC_FRAME + 4 * GUEST_NAME_LEN + quoted_len(mac);
+    let NicConfig::Static(c) = config else {
+        return frame;
+    };
+    let routes: usize = c
+        .routes
+        .iter()
+        .map(|r| {
+            let v4 = matches!(r.to, IpNet::V4(_));
+            ROUTE_FRAME + net_len(v4) + 2 * ip_len(v4) + r.via.map_or(0, |v| ip_len(v.is_ipv4()))
+        })
+        .sum();
+    let dns: usize = c
+        .nameservers
+        .iter()
+        .map(|a| 4 + ip_len(a.is_ipv4()))
+        .sum::<usize>()
+        + c.search.iter().map(|s| 2 + quoted_len(s)).sum::<usize>();
+    let per_address = |a: &IpNet| {
+        let v4 = matches!(a, IpNet::V4(_));
+        ADDRESS_FRAME + GUEST_NAME_LEN + net_len(v4) + ip_len(v4) + routes + dns
+    };
+    frame
+        + 16 // mtu
+        + c.addresses.iter().map(per_address).sum::<usize>().max(per_address(&IpNet::V6(Default::default())))
+}
+
+/// An upper bound of the bytes of the whole config for NICs bounded by `nics` (the sum of
+/// their [`nic_bound`]s), under the marker [`managed::marker`](super::managed::marker) of an
+/// identity of `identity_len` bytes.
+pub fn config_bound(identity_len: usize, nics: usize) -> usize {
+    // `{"links": [], "networks": [], "services": []}`, the header lines of v1 and v2, and the
+    // ` for ` and `/` of the marker.
+    super::managed::MARKER.len() + identity_len + 64 + nics
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +320,117 @@ ethernets:
   ns: {match: {macaddress: "02:00:00:00:00:05"}, set-name: ns, addresses: ["10.2.0.5/24"], nameservers: {addresses: ["10.2.0.2"]}}
 "#
         );
+    }
+
+    mod bound {
+        use std::net::IpAddr;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::engine::cloudinit::{managed::marker, v1::render_v1};
+
+        fn ip() -> impl Strategy<Value = IpAddr> {
+            prop_oneof![
+                any::<[u8; 4]>().prop_map(IpAddr::from),
+                any::<[u16; 8]>().prop_map(IpAddr::from),
+            ]
+        }
+
+        fn net() -> impl Strategy<Value = IpNet> {
+            (ip(), any::<u8>())
+                .prop_map(|(a, p)| IpNet::new(a, p % (if a.is_ipv4() { 33 } else { 129 })).unwrap())
+        }
+
+        fn config() -> impl Strategy<Value = NicConfig> {
+            let route = (
+                net(),
+                proptest::option::of(ip()),
+                proptest::option::of(any::<u32>()),
+            )
+                .prop_map(|(to, via, metric)| GuestRoute { to, via, metric });
+            let static_config = (
+                proptest::collection::vec(net(), 0..4),
+                proptest::collection::vec(route, 0..4),
+                proptest::collection::vec(ip(), 0..3),
+                // Any text, control characters and quotes included: the bound counts escapes.
+                proptest::collection::vec(any::<String>(), 0..3),
+                proptest::option::of(any::<u16>()),
+            )
+                .prop_map(
+                    |(addresses, routes, nameservers, search, mtu)| StaticConfig {
+                        addresses,
+                        routes,
+                        nameservers,
+                        search,
+                        mtu,
+                    },
+                );
+            prop_oneof![
+                Just(NicConfig::Pod),
+                Just(NicConfig::Dhcp),
+                static_config.prop_map(NicConfig::Static),
+            ]
+        }
+
+        fn nics() -> impl Strategy<Value = Vec<Nic>> {
+            // Guest names are at most 15 bytes (guest_names); MACs are whatever the user wrote.
+            let nic = ("[a-z0-9_-]{1,15}", any::<String>(), config()).prop_map(
+                |(guest_name, mac, config)| Nic {
+                    guest_name,
+                    mac,
+                    config,
+                },
+            );
+            proptest::collection::vec(nic, 0..6)
+        }
+
+        proptest! {
+            /// The bound `/validate` trusts instead of rendering is never below what any
+            /// renderer writes.
+            #[test]
+            fn is_never_below_any_rendering(
+                nics in nics(),
+                namespace in "[a-z0-9-]{1,63}",
+                name in "[a-z0-9.-]{0,253}",
+            ) {
+                let identity = format!("{namespace}/{name}");
+                let bound = config_bound(
+                    namespace.len() + name.len(),
+                    nics.iter().map(|n| nic_bound(&n.mac, &n.config)).sum(),
+                );
+                let marker = marker(&identity);
+                for text in [
+                    render_netplan(&nics, &marker),
+                    render_v1(&nics, &marker),
+                    render_network_data_json(&nics),
+                ] {
+                    prop_assert!(text.len() <= bound, "{} > {bound}:\n{text}", text.len());
+                }
+            }
+        }
+
+        /// Tight enough to spare a common VM the rendering: the bench's three NICs, one of
+        /// them with an address, a gateway and DNS, stay well under the inline limit.
+        #[test]
+        fn lets_a_common_vm_skip_rendering() {
+            let mac = "02:00:00:00:00:01";
+            let config = StaticConfig {
+                addresses: vec!["10.1.0.5/24".parse().unwrap()],
+                routes: vec![GuestRoute {
+                    to: "0.0.0.0/0".parse().unwrap(),
+                    via: Some("10.1.0.1".parse().unwrap()),
+                    metric: None,
+                }],
+                nameservers: vec!["10.1.0.2".parse().unwrap()],
+                search: vec!["example.com".into()],
+                mtu: None,
+            };
+            let nics = nic_bound(mac, &NicConfig::Pod)
+                + nic_bound(mac, &NicConfig::Dhcp)
+                + nic_bound(mac, &NicConfig::Static(config));
+            let bound = config_bound(20, nics);
+            assert!(bound < crate::engine::cloudinit::INLINE_LIMIT, "{bound}");
+        }
     }
 }
