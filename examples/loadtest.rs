@@ -16,7 +16,8 @@
 //! due, so a stall shows as the wait it caused). `--compare` starts this webhook and the empty
 //! webhook on the same stack (`server::baseline_router`: TLS, connections, axum; reads the
 //! AdmissionReview as JSON, echoes the uid, allows) in this process, measures both in turn,
-//! saturated and at `--rate` (default 5,000 req/s), and prints the ratios:
+//! saturated and at `--rate` (default 5,000 req/s), in turns whose order alternates, and
+//! prints the ratios (each the median of the rounds' own ratios):
 //!
 //! ```text
 //! cargo run --release --example loadtest -- --compare --duration 8s 2>/dev/null
@@ -188,8 +189,17 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
     let rate = args.rate.unwrap_or(5_000.0);
     let mut results: Vec<[Vec<f64>; 3]> = vec![Default::default(), Default::default()];
     let mut failures = 0;
+    // Per round, the ratio of the two runs: the machine's speed drifts (other tenants), and
+    // a drift between rounds cancels out of a ratio taken within one round.
+    let mut ratios: [Vec<f64>; 3] = Default::default();
     for round in 0..args.rounds {
-        for (which, server) in [(0, &empty), (1, &ours)] {
+        // Who goes first alternates, so that a drift within a round favours neither.
+        let order = if round % 2 == 0 {
+            [(0, &empty), (1, &ours)]
+        } else {
+            [(1, &ours), (0, &empty)]
+        };
+        for (which, server) in order {
             let config = client_config(server.ca.pem().as_bytes(), args.h2);
             let saturated = run(
                 server.addr,
@@ -226,30 +236,34 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
             results[which][1].push(fixed.percentile_ms(0.5));
             results[which][2].push(fixed.percentile_ms(0.99));
         }
+        for (i, r) in ratios.iter_mut().enumerate() {
+            r.push(results[1][i][round] / results[0][i][round]);
+        }
     }
     let m = |w: usize, i: usize| median(results[w][i].clone());
+    let r = |i: usize| median(ratios[i].clone());
     println!("| | empty webhook | this webhook's /mutate | ratio |");
     println!("|---|---|---|---|");
     println!(
         "| saturation throughput | {:.0} req/s | {:.0} req/s | {:.2} |",
         m(0, 0),
         m(1, 0),
-        m(1, 0) / m(0, 0)
+        r(0)
     );
     println!(
         "| p50 at {rate:.0} req/s | {:.2} ms | {:.2} ms | {:.2} |",
         m(0, 1),
         m(1, 1),
-        m(1, 1) / m(0, 1)
+        r(1)
     );
     println!(
         "| p99 at {rate:.0} req/s | {:.2} ms | {:.2} ms | {:.2} |",
         m(0, 2),
         m(1, 2),
-        m(1, 2) / m(0, 2)
+        r(2)
     );
     println!(
-        "(medians of {} rounds, {} connections, {:?} each, {})",
+        "(medians of {} rounds, {} connections, {:?} each, {}; a ratio is the median of the rounds' ratios)",
         args.rounds,
         args.connections,
         args.duration,

@@ -137,6 +137,24 @@ struct RawRoute {
 
 /// Parses the `kubevirt-net-webhook.io/networks` annotation.
 pub fn parse_networks(text: &str) -> Result<BTreeMap<String, AddressRequest>> {
+    // Straight from the text first (every request). What that cannot read (bad JSON, a wrong
+    // type, a duplicate field) is read again through a JSON tree, whose errors name the
+    // problem; both read networks in the same (sorted) order and keep the last of a repeated
+    // network.
+    if let Ok(entries) = serde_json::from_str::<BTreeMap<String, Entry>>(text) {
+        return entries
+            .into_iter()
+            .map(|(network, entry)| match entry.into_request() {
+                Ok(request) => Ok((network, request)),
+                Err(problem) => Err(Error::Network { network, problem }),
+            })
+            .collect();
+    }
+    parse_via_tree(text)
+}
+
+/// The annotation read through a JSON tree: slower, but every error names its problem.
+fn parse_via_tree(text: &str) -> Result<BTreeMap<String, AddressRequest>> {
     let value: Value = serde_json::from_str(text).map_err(Error::NotJson)?;
     let Value::Object(map) = value else {
         return Err(Error::NotAnObject);
@@ -151,16 +169,61 @@ pub fn parse_networks(text: &str) -> Result<BTreeMap<String, AddressRequest>> {
     Ok(out)
 }
 
-fn parse_request(v: Value) -> Result<AddressRequest, Problem> {
-    match v {
-        Value::String(s) if s.trim() == DHCP => Ok(AddressRequest {
+/// One network's entry as the text holds it: a string or an object.
+enum Entry {
+    Text(String),
+    Object(RawRequest),
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an object")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Entry, E> {
+                Ok(Entry::Text(s.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<Entry, A::Error> {
+                RawRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Entry::Object)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Entry {
+    fn into_request(self) -> Result<AddressRequest, Problem> {
+        match self {
+            Entry::Text(s) => text_request(&s),
+            Entry::Object(raw) => request_from_raw(raw),
+        }
+    }
+}
+
+/// `"dhcp"` or a single address.
+fn text_request(s: &str) -> Result<AddressRequest, Problem> {
+    if s.trim() == DHCP {
+        return Ok(AddressRequest {
             dhcp: true,
             ..Default::default()
-        }),
-        Value::String(s) => Ok(AddressRequest {
-            addresses: vec![cidr(&s)?],
-            ..Default::default()
-        }),
+        });
+    }
+    Ok(AddressRequest {
+        addresses: vec![cidr(s)?],
+        ..Default::default()
+    })
+}
+
+fn parse_request(v: Value) -> Result<AddressRequest, Problem> {
+    match v {
+        Value::String(s) => text_request(&s),
         Value::Object(_) => {
             // The plain decoder first (every request); the path-tracking one only to name
             // the field of an error.
@@ -276,6 +339,43 @@ pub fn parse_multus_networks(text: &str) -> Option<Vec<MultusEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reading straight from the text and reading through a tree give the same requests and
+    /// the same errors, for every form and every kind of mistake.
+    #[test]
+    fn both_readings_agree() {
+        let texts = [
+            r#"{}"#,
+            r#"{"a": "10.0.0.5/24"}"#,
+            r#"{"a": " dhcp "}"#,
+            r#"{"a": "10.0.0.5"}"#,
+            r#"{"a": "nonsense"}"#,
+            r#"{"a": 5}"#,
+            r#"{"a": null}"#,
+            r#"{"a": ["10.0.0.5/24"]}"#,
+            r#"{"b": "10.0.0.5/24", "a": 5}"#,
+            r#"{"a": "10.0.0.5/24", "a": "10.0.0.6/24"}"#,
+            r#"{"a": {"addresses": ["10.1.0.5/24", "fd00::5/64"], "gateway": "10.1.0.1", "dns": ["10.1.0.2"], "search": ["x"], "routes": [{"to": "10.0.0.0/8", "via": "10.1.0.254", "metric": 100}], "mtu": 9000}}"#,
+            r#"{"a": {"addresses": ["10.1.0.5/24"], "addresses": ["10.1.0.6/24"]}}"#,
+            r#"{"a": {"addresses": ["10.1.0.5/24"], "extra": 1}}"#,
+            r#"{"a": {"addresses": "10.1.0.5/24"}}"#,
+            r#"{"a": {"mtu": 10}}"#,
+            r#"{"a": {"mtu": 1500.5}}"#,
+            r#"{"a": {"gateway": "x"}}"#,
+            r#"{"a": {"routes": [{"to": "x"}]}}"#,
+            r#"{"a": {"routes": [{"to": "10.0.0.0/8", "via": "10.0.0.1", "via": "10.0.0.2"}]}}"#,
+            r#"{"a": {"dns": ["10.0.0.1", 7]}}"#,
+            r#"{"a": "10.0.0.5/24",}"#,
+            r#"["a"]"#,
+            r#"not json"#,
+            "",
+        ];
+        for text in texts {
+            let fast = parse_networks(text).map_err(|e| e.to_string());
+            let tree = parse_via_tree(text).map_err(|e| e.to_string());
+            assert_eq!(fast, tree, "{text}");
+        }
+    }
 
     #[test]
     fn string_and_object_forms() {

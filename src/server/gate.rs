@@ -294,29 +294,31 @@ impl Gate {
         F: FnOnce(&[u8]) -> Response + Send + 'static,
     {
         let deadline = Instant::now() + self.timeout;
-        let (head_tx, mut head_rx) = oneshot::channel();
+        let (started_tx, mut started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let slow = self.slow.clone();
+        // The uid for a deadline answer is read from the body only when it is needed: a pass
+        // over every body just in case was a tenth of a decision.
+        let kept = body.clone();
         let job: Job = Box::new(move || {
             let _held = reservation;
             // The handler is gone (client disconnected) or past its deadline: skip.
-            if head_tx.is_closed() || Instant::now() >= deadline {
+            if started_tx.is_closed() || Instant::now() >= deadline {
                 return;
             }
-            let head = Head::peek(&body);
-            let slow = slow
-                .zip(head.as_ref())
-                .filter(|(s, h)| h.request.uid.starts_with(&s.uid_prefix))
-                .map(|(s, h)| (s, h.request.uid.clone()));
-            let kept = head.clone();
-            if head_tx.send(head).is_err() {
+            if started_tx.send(()).is_err() {
                 return;
             }
             if more_values_than(&body, MAX_JSON_VALUES) {
-                let _ = done_tx.send(too_complex(endpoint, kept));
+                let _ = done_tx.send(too_complex(endpoint, Head::peek(&body)));
                 return;
             }
-            if let Some((slow, uid)) = slow {
+            // The test seam reads the uid only when it is set.
+            if let Some(slow) = slow
+                && let Some(uid) = Head::peek(&body)
+                    .map(|h| h.request.uid)
+                    .filter(|uid| uid.starts_with(&slow.uid_prefix))
+            {
                 let _ = slow.started.send(uid);
                 std::thread::sleep(slow.delay);
             }
@@ -333,8 +335,15 @@ impl Gate {
                 (StatusCode::INTERNAL_SERVER_ERROR, "decision failed\n").into_response()
             }
             // Past the deadline: answered if it started (the uid is known), else shed.
-            _ => match head_rx.try_recv() {
-                Ok(head) => self.timed_out(endpoint, head),
+            _ => match started_rx.try_recv() {
+                Ok(()) => {
+                    // Off the async workers: the body may be a few MiB.
+                    let head = tokio::task::spawn_blocking(move || Head::peek(&kept))
+                        .await
+                        .ok()
+                        .flatten();
+                    self.timed_out(endpoint, head)
+                }
                 Err(_) => self.shed(endpoint, "no decision thread free before the deadline"),
             },
         }
