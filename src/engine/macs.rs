@@ -44,7 +44,12 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
         }
         let kept = old_macs.get(iface.name.as_str()).cloned();
         let mac = match (kept, ctx.vm.name.as_deref()) {
-            (Some(kept), _) => kept,
+            (Some(kept), _) => {
+                if let Some(m) = Mac::parse(&kept) {
+                    used.insert(m);
+                }
+                kept
+            }
             (None, Some(vm_name)) => {
                 // Other VMs on a NAD this VM may not use must not shape its MAC (SPEC §2.7).
                 let nad = ctx
@@ -52,7 +57,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
                     .filter(|r| !ctx.forbidden(*r))
                     .map(|r| r.to_string());
                 let me = ctx.me();
-                mac::derive_free(
+                let derived = mac::derive_free(
                     &ctx.config.mac_prefix,
                     &ctx.config.cluster_salt,
                     ctx.namespace,
@@ -64,17 +69,15 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
                                 .as_deref()
                                 .is_some_and(|nad| ctx.inventory.mac_user(nad, m, me).is_some())
                     },
-                )
-                .to_string()
+                );
+                used.insert(derived);
+                derived.to_string()
             }
             (None, None) => {
                 anonymous.push(iface.name.clone());
                 continue;
             }
         };
-        if let Some(m) = Mac::parse(&mac) {
-            used.insert(m);
-        }
         assigned.push(format!("{}={mac}", iface.name));
         ops.add(
             pointer(&base, [i.to_string().as_str(), "macAddress"]),

@@ -20,23 +20,30 @@ fn is_bidi_or_invisible(c: char) -> bool {
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write as _;
+        // Runs of plain characters go out in one write, not a character at a time: under the
+        // JSON log format every write goes through serde_json's escaping on its own.
+        let mut plain = 0;
         for (count, (at, c)) in self.0.char_indices().enumerate() {
             if count == MAX_CHARS {
+                f.write_str(&self.0[plain..at])?;
                 return write!(f, "…({} more bytes)", self.0.len() - at);
             }
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                '\n' => f.write_str("\\n")?,
-                '\r' => f.write_str("\\r")?,
-                '\t' => f.write_str("\\t")?,
-                c if c.is_control() || is_bidi_or_invisible(c) => {
-                    write!(f, "\\u{{{:x}}}", u32::from(c))?;
-                }
-                c => f.write_char(c)?,
+            let short = match c {
+                '\\' => Some("\\\\"),
+                '\n' => Some("\\n"),
+                '\r' => Some("\\r"),
+                '\t' => Some("\\t"),
+                c if c.is_control() || is_bidi_or_invisible(c) => None,
+                _ => continue,
+            };
+            f.write_str(&self.0[plain..at])?;
+            match short {
+                Some(text) => f.write_str(text)?,
+                None => write!(f, "\\u{{{:x}}}", u32::from(c))?,
             }
+            plain = at + c.len_utf8();
         }
-        Ok(())
+        f.write_str(&self.0[plain..])
     }
 }
 
@@ -74,6 +81,12 @@ mod tests {
         );
         let exact = "y".repeat(MAX_CHARS);
         assert_eq!(Escaped(&exact).to_string(), exact);
+        // An escape just before the cut, and the plain run before it, both kept.
+        let edge = format!("{}\n{}", "x".repeat(MAX_CHARS - 1), "y".repeat(10));
+        assert_eq!(
+            Escaped(&edge).to_string(),
+            format!("{}\\n…(10 more bytes)", "x".repeat(MAX_CHARS - 1))
+        );
         // Multi-byte characters are never split.
         let wide = "é".repeat(300);
         let shown = Escaped(&wide).to_string();

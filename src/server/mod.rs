@@ -285,7 +285,7 @@ impl Shared {
                     kind = %Escaped(&facts.kind),
                     namespace = %Escaped(&facts.namespace),
                     name = %Escaped(&facts.name),
-                    operation = %facts.operation,
+                    operation = facts.operation,
                     dry_run = facts.dry_run,
                     allowed = answer.allowed(),
                     latency_ms = elapsed.as_secs_f64() * 1000.0,
