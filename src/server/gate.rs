@@ -297,8 +297,8 @@ impl Gate {
         let (started_tx, mut started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let slow = self.slow.clone();
-        // The uid for a deadline answer is read from the body only when it is needed: a pass
-        // over every body just in case was a tenth of a decision.
+        // The uid for a deadline answer is read from the body only when it is needed, not in
+        // an extra pass over every body just in case.
         let kept = body.clone();
         let job: Job = Box::new(move || {
             let _held = reservation;
