@@ -226,9 +226,10 @@ pub fn nic_bound(mac: &str, config: &NicConfig) -> usize {
         let v4 = matches!(a, IpNet::V4(_));
         ADDRESS_FRAME + GUEST_NAME_LEN + net_len(v4) + ip_len(v4) + routes + dns
     };
-    frame
-        + 16 // mtu
-        + c.addresses.iter().map(per_address).sum::<usize>().max(per_address(&IpNet::V6(Default::default())))
+    // Without addresses, netplan and v1 still write the routes and DNS once: count them as
+    // one IPv6 address would carry them.
+    let addresses = c.addresses.iter().map(per_address).sum::<usize>();
+    frame + 16 /* mtu */ + addresses.max(per_address(&IpNet::V6(Default::default())))
 }
 
 /// An upper bound of the bytes of the whole config for NICs bounded by `nics` (the sum of
