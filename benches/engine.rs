@@ -2,11 +2,10 @@
 //! allocating from a /16 address pool with 60,000 addresses taken (SPEC §2.10).
 //! Run with `cargo bench --bench engine`.
 use criterion::{Criterion, criterion_group, criterion_main};
-use kube::core::admission::Operation;
 use kubevirt_net_webhook::{
     engine::{self, Request, pools},
     inventory::Inventory,
-    model::{config::Config, identity::Identity, kinds::Kind, nad::Nad},
+    model::{config::Config, identity::Identity, nad::Nad},
 };
 
 #[path = "../tests/support/fixtures.rs"]
@@ -17,38 +16,6 @@ use std::hint::black_box;
 // The allocator the server runs with (src/main.rs).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A VM with the pod network plus `secondaries` bridge NICs, one of them with a static address.
-fn vm(secondaries: usize) -> (Value, Inventory) {
-    let mut inv = Inventory::new();
-    let mut interfaces = vec![json!({"name": "default", "masquerade": {}})];
-    let mut networks = vec![json!({"name": "default", "pod": {}})];
-    for i in 1..=secondaries {
-        inv.upsert_nad(Nad::from_config("bench", &format!("nad{i}"), r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.0.0.0/16","gateway":"10.0.0.1"}]],"routes":[{"dst":"0.0.0.0/0"}]}}"#));
-        // Interfaces named after their NAD, as in the seed notes: every one is renamed.
-        interfaces.push(json!({"name": format!("nad{i}"), "bridge": {}}));
-        networks
-            .push(json!({"name": format!("net{i}"), "multus": {"networkName": format!("nad{i}")}}));
-    }
-    // A populated cluster: 10,000 other VMs on the same NADs.
-    for n in 0..10_000 {
-        let other = json!({"metadata": {"name": format!("other-{n}"), "namespace": "bench",
-            "annotations": {"kubevirt-net-webhook.io/networks": format!("{{\"net1\": \"10.0.{}.{}/16\"}}", 100 + n / 250, n % 250 + 2)}},
-            "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": "net1", "bridge": {}, "macAddress": format!("02:00:00:00:{:02x}:{:02x}", n / 256, n % 256)}]}},
-            "networks": [{"name": "net1", "multus": {"networkName": "nad1"}}]}}}});
-        fixtures::remember(&mut inv, &other);
-    }
-    let vm = json!({
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-        "metadata": {"name": "web-0", "namespace": "bench", "annotations": {"kubevirt-net-webhook.io/networks": "{\"net1\": {\"addresses\": [\"10.0.5.10/16\"], \"dns\": [\"10.0.0.2\"]}}"}},
-        "spec": {"runStrategy": "Always", "template": {"spec": {
-            "domain": {"devices": {"interfaces": interfaces, "disks": [{"name": "root", "disk": {"bus": "virtio"}}]}},
-            "networks": networks,
-            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}],
-        }}}
-    });
-    (vm, inv)
-}
 
 /// Addresses held in the /16 pool.
 const TAKEN: u32 = 60_000;
@@ -112,15 +79,9 @@ fn pool_vm(contiguous: bool) -> (Value, Inventory) {
 fn bench(c: &mut Criterion) {
     let config = Config::default();
     for (label, secondaries) in [("3-nic", 2), ("20-nic", 19)] {
-        let (value, inv) = vm(secondaries);
+        let (value, inv) = fixtures::bench_vm(secondaries);
         let object = fixtures::object(&value);
-        let req = Request {
-            kind: Kind::VirtualMachine,
-            operation: &Operation::Create,
-            namespace: "bench",
-            object: &object,
-            old_object: None,
-        };
+        let req = fixtures::bench_request(&object);
         c.bench_function(&format!("mutate {label}"), |b| {
             b.iter(|| engine::mutate(black_box(&req), &inv, &config).unwrap())
         });
@@ -146,13 +107,7 @@ fn bench_pools(c: &mut Criterion) {
     for (label, contiguous) in [("spread", false), ("in a row", true)] {
         let (value, inv) = pool_vm(contiguous);
         let object = fixtures::object(&value);
-        let req = Request {
-            kind: Kind::VirtualMachine,
-            operation: &Operation::Create,
-            namespace: "bench",
-            object: &object,
-            old_object: None,
-        };
+        let req = fixtures::bench_request(&object);
         let m = engine::mutate(&req, &inv, &config).unwrap();
         assert!(
             m.warnings.iter().any(|w| w.contains("address pool")),
@@ -170,17 +125,8 @@ fn bench_pools(c: &mut Criterion) {
 fn bench_admission(c: &mut Criterion) {
     use kubevirt_net_webhook::admission::{self, Endpoint};
     let config = Config::default();
-    let (value, inv) = vm(2);
-    let body = fixtures::admission_review(
-        "admission.k8s.io/v1",
-        "u",
-        "CREATE",
-        Some(&value),
-        None,
-        false,
-    )
-    .to_string()
-    .into_bytes();
+    let (value, inv) = fixtures::bench_vm(2);
+    let body = fixtures::create_body(&value);
     for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
         c.bench_function(
             &format!(

@@ -120,7 +120,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         .vm
         .networks()
         .iter()
-        .map(|n| (n.name.as_str(), n))
+        .map(|n| (n.name.as_ref(), n))
         .collect();
     // Named once, however many keys name no network: a message must not grow with the
     // product of two lists.
@@ -136,7 +136,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             known
                 .iter()
                 .take(20)
-                .map(|n| n.name.as_str())
+                .map(|n| n.name.as_ref())
                 .collect::<Vec<_>>()
                 .join(", ")
                 + if known.len() > 20 { ", ..." } else { "" }
@@ -173,7 +173,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             continue; // denied by the tenant boundary; nothing of the NAD may show
         }
         let nad = ctx.nad(r);
-        let request = requests.get(&net.name);
+        let request = requests.get(net.name.as_ref());
         let Some(config) = resolve(request, nad) else {
             continue;
         };

@@ -8,7 +8,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     // Interfaces by name, so that each network finds its own in one lookup.
     let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
-        by_name.entry(iface.name.as_str()).or_default().push(i);
+        by_name.entry(iface.name.as_ref()).or_default().push(i);
     }
     for net in ctx.vm.networks() {
         let Some(r) = net.nad_ref(ctx.namespace) else {
@@ -43,7 +43,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             continue;
         };
         let incompatible = ctx.config.incompatible_bridge_cnis.iter().any(|t| t == cni);
-        for &i in by_name.get(net.name.as_str()).into_iter().flatten() {
+        for &i in by_name.get(net.name.as_ref()).into_iter().flatten() {
             let iface = &ctx.vm.interfaces()[i];
             if iface.binding() == Binding::Bridge && incompatible {
                 verdict.denials.push(format!(

@@ -52,26 +52,27 @@ fn derived(name: &str, attempt: u32) -> String {
 /// Guest names for the given VM network names, in order, unique within the list.
 pub fn guest_names<'a>(networks: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let networks: Vec<&str> = networks.into_iter().collect();
-    // Names usable as-is are claimed first so that a derived name never steals one.
-    let mut taken: Vec<String> = networks
-        .iter()
-        .filter(|n| usable_as_is(n))
-        .map(|n| n.to_string())
-        .collect();
-    networks
+    // Names usable as they are first, so that a derived one never takes one of them; the
+    // others stay empty until derived, each unique among all before it.
+    let mut names: Vec<String> = networks
         .iter()
         .map(|n| {
             if usable_as_is(n) {
-                return n.to_string();
+                n.to_string()
+            } else {
+                String::new()
             }
-            let name = (0..)
-                .map(|attempt| derived(n, attempt))
-                .find(|candidate| !taken.contains(candidate))
-                .expect("some attempt is free");
-            taken.push(name.clone());
-            name
         })
-        .collect()
+        .collect();
+    for (k, n) in networks.iter().enumerate() {
+        if names[k].is_empty() {
+            names[k] = (0..)
+                .map(|attempt| derived(n, attempt))
+                .find(|candidate| !names.contains(candidate))
+                .expect("some attempt is free");
+        }
+    }
+    names
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
         };
-        let request = requests.and_then(|r| r.get(&net.name));
+        let request = requests.and_then(|r| r.get(net.name.as_ref()));
         let from_annotation = request.is_some_and(|r| !r.addresses.is_empty());
         let dhcp = request.is_some_and(|r| r.dhcp);
         let pinned = !dhcp && ctx.nad(r).is_some_and(|n| n.ipam.pinned.is_some());

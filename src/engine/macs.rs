@@ -3,7 +3,8 @@ use serde_json::Value;
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
-use super::{Ctx, Ops, Verdict, patch::pointer};
+use super::{Ctx, Ops, Verdict, patch};
+use crate::inventory::with_key;
 use crate::model::{
     mac::{self, Mac},
     vm::{INTERFACES, Source},
@@ -18,16 +19,17 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
         .iter()
         .filter_map(|i| i.mac_address.as_deref().and_then(Mac::parse))
         .collect();
-    let mut assigned = Vec::new();
+    // `name=mac, ...` for the warning, written as MACs are assigned.
+    let mut assigned = String::new();
     let mut anonymous = Vec::new();
     // Kept by interface name, so that a NAD swap or a re-applied manifest keeps the MAC.
-    let old_macs: HashMap<String, String> = ctx
+    let old_macs: HashMap<&str, &str> = ctx
         .old
         .as_ref()
         .map(|o| {
             o.interfaces()
                 .iter()
-                .filter_map(|oi| Some((oi.name.clone(), oi.mac_address.clone()?)))
+                .filter_map(|oi| Some((oi.name.as_ref(), oi.mac_address.as_deref()?)))
                 .collect()
         })
         .unwrap_or_default();
@@ -42,7 +44,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
         {
             continue;
         }
-        let kept = old_macs.get(iface.name.as_str()).cloned();
+        let kept = old_macs.get(iface.name.as_ref()).map(|m| m.to_string());
         let mac = match (kept, ctx.vm.name.as_deref()) {
             (Some(kept), _) => {
                 if let Some(m) = Mac::parse(&kept) {
@@ -52,10 +54,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
             }
             (None, Some(vm_name)) => {
                 // Other VMs on a NAD this VM may not use must not shape its MAC (SPEC §2.7).
-                let nad = ctx
-                    .nad_of(&iface.name)
-                    .filter(|r| !ctx.forbidden(*r))
-                    .map(|r| r.to_string());
+                let nad = ctx.nad_of(&iface.name).filter(|r| !ctx.forbidden(*r));
                 let me = ctx.me();
                 let derived = mac::derive_free(
                     &ctx.config.mac_prefix,
@@ -65,30 +64,36 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
                     &iface.name,
                     |m| {
                         used.contains(&m)
-                            || nad
-                                .as_deref()
-                                .is_some_and(|nad| ctx.inventory.mac_user(nad, m, me).is_some())
+                            || nad.is_some_and(|r| {
+                                with_key(r.namespace, r.name, |nad| {
+                                    ctx.inventory.mac_user(nad, m, me).is_some()
+                                })
+                            })
                     },
                 );
                 used.insert(derived);
-                derived.to_string()
+                derived.text()
             }
             (None, None) => {
                 anonymous.push(iface.name.clone());
                 continue;
             }
         };
-        assigned.push(format!("{}={mac}", iface.name));
+        if !assigned.is_empty() {
+            assigned.push_str(", ");
+        }
+        assigned.push_str(&iface.name);
+        assigned.push('=');
+        assigned.push_str(&mac);
         ops.add(
-            pointer(&base, [i.to_string().as_str(), "macAddress"]),
+            patch::item(&base, i, "macAddress"),
             Value::String(mac.clone()),
         );
-        ctx.vm.spec.domain.devices.interfaces[i].mac_address = Some(mac);
+        ctx.vm.spec.domain.devices.interfaces[i].mac_address = Some(mac.into());
     }
     if !assigned.is_empty() {
         warnings.push(format!(
-            "set stable MAC addresses (macAddress) so the guest's network config keeps matching: {}",
-            assigned.join(", ")
+            "set stable MAC addresses (macAddress) so the guest's network config keeps matching: {assigned}"
         ));
     }
     if !anonymous.is_empty() {
@@ -139,8 +144,10 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             seen.insert(mac, &iface.name);
         }
         if let Some(nad) = ctx.nad_of(&iface.name).filter(|r| !ctx.forbidden(*r)) {
-            let nad = nad.to_string();
-            if let Some(other) = ctx.inventory.mac_user(&nad, mac, ctx.me()) {
+            let other = with_key(nad.namespace, nad.name, |k| {
+                ctx.inventory.mac_user(k, mac, ctx.me())
+            });
+            if let Some(other) = other {
                 verdict.denials.push(format!(
                     "{}: {mac} is already used by {} on NetworkAttachmentDefinition {nad}; two NICs with one MAC on one network break both. Pick another or remove macAddress to get a generated one",
                     at(),

@@ -97,9 +97,9 @@ impl Verdict {
 
 /// The facts every rule reads.
 struct Ctx<'a> {
-    vm: Vm,
+    vm: Vm<'a>,
     /// The stored object, on UPDATE (when it decodes).
-    old: Option<Vm>,
+    old: Option<Vm<'a>>,
     /// The object as sent (without `metadata`), for patch paths that depend on which fields
     /// are present.
     raw: &'a Value,

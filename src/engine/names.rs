@@ -5,7 +5,10 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde_json::Value;
 
-use super::{Ctx, Ops, Verdict, patch::pointer};
+use super::{
+    Ctx, Ops, Verdict,
+    patch::{self, pointer},
+};
 use crate::model::{annotations, kinds::Layout, nad::NadRef, vm::INTERFACES};
 
 /// At most this many names are listed in one message; the rest are counted.
@@ -25,13 +28,13 @@ pub(super) fn list<S: std::fmt::Debug>(items: impl ExactSizeIterator<Item = S>) 
 fn unpaired(ctx: &Ctx<'_>) -> (Vec<usize>, Vec<usize>) {
     let ifaces = ctx.vm.interfaces();
     let nets = ctx.vm.networks();
-    let net_names: HashSet<&str> = nets.iter().map(|n| n.name.as_str()).collect();
-    let iface_names: HashSet<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+    let net_names: HashSet<&str> = nets.iter().map(|n| n.name.as_ref()).collect();
+    let iface_names: HashSet<&str> = ifaces.iter().map(|i| i.name.as_ref()).collect();
     let lonely_ifaces = (0..ifaces.len())
-        .filter(|&i| !net_names.contains(ifaces[i].name.as_str()))
+        .filter(|&i| !net_names.contains(ifaces[i].name.as_ref()))
         .collect();
     let lonely_nets = (0..nets.len())
-        .filter(|&n| !iface_names.contains(nets[n].name.as_str()))
+        .filter(|&n| !iface_names.contains(nets[n].name.as_ref()))
         .collect();
     (lonely_ifaces, lonely_nets)
 }
@@ -45,7 +48,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<Str
     let mut by_nad: HashMap<&str, Vec<usize>> = HashMap::new();
     for &n in &lonely_nets {
         if let Some(m) = &nets[n].multus {
-            let full = m.network_name.as_str();
+            let full = m.network_name.as_ref();
             let short = NadRef::resolve(full, "").name;
             by_nad.entry(full).or_default().push(n);
             if short != full {
@@ -56,7 +59,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<Str
     let mut taken: HashSet<usize> = HashSet::new();
     let mut renames: Vec<(usize, usize)> = Vec::new();
     lonely_ifaces.retain(|&i| {
-        let iface = ctx.vm.interfaces()[i].name.as_str();
+        let iface = ctx.vm.interfaces()[i].name.as_ref();
         let mut matches = by_nad
             .get(iface)
             .into_iter()
@@ -90,8 +93,8 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<Str
         ));
         iface.name = network.clone();
         ops.replace(
-            pointer(&base, [i.to_string().as_str(), "name"]),
-            Value::String(network),
+            patch::item(&base, i, "name"),
+            Value::String(network.into_owned()),
         );
     }
 }
@@ -163,12 +166,12 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             ctx.vm
                 .interfaces()
                 .iter()
-                .map(|i| i.name.as_str())
+                .map(|i| i.name.as_ref())
                 .collect::<Vec<_>>(),
         ),
         (
             "network",
-            ctx.vm.networks().iter().map(|n| n.name.as_str()).collect(),
+            ctx.vm.networks().iter().map(|n| n.name.as_ref()).collect(),
         ),
     ] {
         let mut seen = HashSet::new();

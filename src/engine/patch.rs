@@ -19,6 +19,15 @@ pub fn pointer<'t>(prefix: &'t str, tokens: impl IntoIterator<Item = &'t str>) -
     p
 }
 
+/// The pointer of field `field` of item `index` of the list at `list` (both the engine's own,
+/// so nothing needs escaping), written into one buffer: one allocation per operation.
+pub fn item(list: &str, index: usize, field: &str) -> PointerBuf {
+    use std::fmt::Write as _;
+    let mut buf = String::with_capacity(list.len() + field.len() + 8);
+    let _ = write!(buf, "{list}/{index}/{field}");
+    PointerBuf::parse(buf).unwrap_or_else(|_| pointer(list, [index.to_string().as_str(), field]))
+}
+
 /// The operations of one mutation, in order.
 #[derive(Debug, Default)]
 pub struct Ops(Vec<PatchOperation>);
@@ -63,6 +72,26 @@ mod tests {
         assert_eq!(pointer("/spec/volumes", []).as_str(), "/spec/volumes");
         // Not a pointer (no leading `/`): its parts are still tokens.
         assert_eq!(pointer("spec/volumes", ["-"]).as_str(), "/spec/volumes/-");
+    }
+
+    #[test]
+    fn items_are_pointers_like_any_other() {
+        for (list, index, field) in [
+            (
+                "/spec/template/spec/domain/devices/interfaces",
+                12,
+                "macAddress",
+            ),
+            ("/spec/networks", 0, "name"),
+            ("spec/networks", 3, "name"),
+            ("/spec/a~b", 1, "name"),
+        ] {
+            assert_eq!(
+                item(list, index, field),
+                pointer(list, [index.to_string().as_str(), field]),
+                "{list}"
+            );
+        }
     }
 
     #[test]

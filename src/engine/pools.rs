@@ -202,12 +202,12 @@ fn plan(ctx: &Ctx<'_>) -> Vec<Need> {
         let Some(parsed) = nad.address_pool() else {
             continue;
         };
-        let request = requests.get(&net.name);
+        let request = requests.get(net.name.as_ref());
         if request.is_some_and(|r| r.dhcp || !r.addresses.is_empty()) {
             continue;
         }
         let need = |outcome| Need {
-            network: net.name.clone(),
+            network: net.name.to_string(),
             nad: r.to_string(),
             outcome,
         };
@@ -229,7 +229,7 @@ fn plan(ctx: &Ctx<'_>) -> Vec<Need> {
             network: &net.name,
         };
         let kept_from: Vec<IpNet> = old_requests
-            .get(&net.name)
+            .get(net.name.as_ref())
             .filter(|o| !o.dhcp)
             .map(|o| o.addresses.clone())
             .unwrap_or_default();

@@ -52,7 +52,7 @@ pub fn footprint(vm: &Vm, namespace: &str) -> Vec<NicPrint> {
                 .find(|i| i.name == net.name)
                 .and_then(|i| i.mac_address.as_deref())
                 .and_then(Mac::parse);
-            let request = requests.get(&net.name);
+            let request = requests.get(net.name.as_ref());
             let addresses: Vec<IpAddr> = request
                 .map(|r| r.addresses.iter().map(|a| a.addr()).collect())
                 .unwrap_or_default();
@@ -440,6 +440,26 @@ fn mac_of(bytes: [u8; 6]) -> Mac {
     Mac(bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
 }
 
+/// Runs `f` on `namespace/name` (the form [`key`] writes), built on the stack: lookups run
+/// several times per request and need the key only for the moment of the lookup.
+pub fn with_key<R>(namespace: &str, name: &str, f: impl FnOnce(&str) -> R) -> R {
+    // Kubernetes names are at most 253 bytes and namespaces 63, so this fits any real key.
+    let mut buf = [0u8; 320];
+    let len = namespace.len() + 1 + name.len();
+    let Some(out) = buf.get_mut(..len) else {
+        return f(&key(namespace, name));
+    };
+    let (ns, rest) = out.split_at_mut(namespace.len());
+    ns.copy_from_slice(namespace.as_bytes());
+    rest[0] = b'/';
+    rest[1..].copy_from_slice(name.as_bytes());
+    match std::str::from_utf8(out) {
+        Ok(key) => f(key),
+        // Two strs joined by an ASCII byte are UTF-8; the heap key is only the fallback.
+        Err(_) => f(&key(namespace, name)),
+    }
+}
+
 fn key(namespace: &str, name: &str) -> String {
     // Built on every lookup of the requesting VM: plain concatenation, not the formatter.
     let mut key = String::with_capacity(namespace.len() + 1 + name.len());
@@ -636,7 +656,7 @@ impl Inventory {
     }
 
     fn id_of(&self, me: VmName<'_>) -> Option<u32> {
-        self.ids.get(key(me.namespace, me.name).as_str()).copied()
+        with_key(me.namespace, me.name, |k| self.ids.get(k).copied())
     }
 
     fn name_of(&self, id: u32) -> VmName<'_> {

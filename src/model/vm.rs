@@ -6,10 +6,7 @@
 use std::{borrow::Cow, collections::BTreeMap};
 
 use kube::core::DynamicObject;
-use serde::{
-    Deserialize,
-    de::{DeserializeOwned, IgnoredAny},
-};
+use serde::{Deserialize, de::IgnoredAny};
 use serde_json::Value;
 
 use super::{
@@ -30,7 +27,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A guest as the engine reads it.
 #[derive(Debug, Clone)]
-pub struct Vm {
+pub struct Vm<'a> {
     pub kind: Kind,
     pub layout: Layout,
     /// The object's own `metadata.name`; `None` for `generateName` objects.
@@ -52,7 +49,7 @@ pub struct Vm {
     pub created: bool,
     /// A VM spec that asks for the VM to be stopped (`runStrategy: Halted`, `running: false`).
     pub halted: bool,
-    pub spec: VmiSpec,
+    pub spec: VmiSpec<'a>,
 }
 
 /// Metadata inside an object (a template's), as far as the engine reads it.
@@ -80,8 +77,8 @@ struct RunSpec {
 
 /// Decodes the value at `pointer` of `data` (missing or `null`: the default), naming the
 /// field on error.
-fn decode_at<T: DeserializeOwned + Default>(
-    data: &Value,
+fn decode_at<'a, T: Deserialize<'a> + Default>(
+    data: &'a Value,
     pointer: &str,
     required: bool,
 ) -> Result<T> {
@@ -108,9 +105,10 @@ fn decode_at<T: DeserializeOwned + Default>(
     }
 }
 
-impl Vm {
-    /// Reads the guest of a `kind` object.
-    pub fn from_object(kind: Kind, object: &DynamicObject) -> Result<Self> {
+impl<'a> Vm<'a> {
+    /// Reads the guest of a `kind` object. The guest's strings are borrowed from it: a
+    /// decision reads them, and copies only what it changes.
+    pub fn from_object(kind: Kind, object: &'a DynamicObject) -> Result<Self> {
         let layout = kind.layout();
         let meta = &object.metadata;
         let data = &object.data;
@@ -166,16 +164,6 @@ impl Vm {
         })
     }
 
-    /// Reads a `kubevirt.io/v1` VirtualMachine from its JSON form (tests, files).
-    pub fn from_value(value: &Value) -> Result<Self> {
-        let object: DynamicObject =
-            serde_path_to_error::deserialize(value).map_err(|e| Error::Decode {
-                path: e.path().to_string(),
-                message: e.inner().to_string(),
-            })?;
-        Self::from_object(Kind::VirtualMachine, &object)
-    }
-
     /// The pointer of a list (or field) under the VMI spec, e.g. `domain/devices/interfaces`.
     pub fn spec_pointer(&self, rest: &str) -> Cow<'static, str> {
         match self.layout.lists.iter().find(|(r, _, _)| *r == rest) {
@@ -215,45 +203,51 @@ pub const VOLUMES: &str = "volumes";
 pub const NETWORKS: &str = "networks";
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct VmiSpec {
-    #[serde(default)]
-    pub domain: Domain,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub networks: Vec<Network>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub volumes: Vec<Volume>,
+pub struct VmiSpec<'a> {
+    #[serde(default, borrow)]
+    pub domain: Domain<'a>,
+    #[serde(default, borrow, deserialize_with = "null_as_default")]
+    pub networks: Vec<Network<'a>>,
+    #[serde(default, borrow, deserialize_with = "null_as_default")]
+    pub volumes: Vec<Volume<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Domain {
-    #[serde(default)]
-    pub devices: Devices,
+pub struct Domain<'a> {
+    #[serde(default, borrow)]
+    pub devices: Devices<'a>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Devices {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub interfaces: Vec<Interface>,
+pub struct Devices<'a> {
+    #[serde(default, borrow, deserialize_with = "null_as_default")]
+    pub interfaces: Vec<Interface<'a>>,
     /// Only names matter: the engine adds a disk for a volume it adds.
-    pub disks: Option<Vec<Named>>,
+    #[serde(borrow)]
+    pub disks: Option<Vec<Named<'a>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Named {
-    pub name: String,
+pub struct Named<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Interface {
-    pub name: String,
-    pub mac_address: Option<String>,
+pub struct Interface<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub mac_address: Option<Cow<'a, str>>,
     /// `absent` while KubeVirt hot-unplugs the interface (SPEC §2.9).
-    pub state: Option<String>,
+    #[serde(borrow)]
+    pub state: Option<Cow<'a, str>>,
     pub bridge: Option<IgnoredAny>,
     pub masquerade: Option<IgnoredAny>,
     pub sriov: Option<IgnoredAny>,
-    pub binding: Option<Named>,
+    #[serde(borrow)]
+    pub binding: Option<Named<'a>>,
 }
 
 /// The binding of an interface, as far as the engine cares.
@@ -268,7 +262,7 @@ pub enum Binding<'a> {
     Other,
 }
 
-impl Interface {
+impl Interface<'_> {
     pub fn binding(&self) -> Binding<'_> {
         if self.bridge.is_some() {
             Binding::Bridge
@@ -284,7 +278,7 @@ impl Interface {
     }
 }
 
-impl Interface {
+impl Interface<'_> {
     /// Being hot-unplugged: the guest loses this NIC.
     pub fn is_absent(&self) -> bool {
         self.state.as_deref() == Some("absent")
@@ -299,16 +293,19 @@ impl Binding<'_> {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Network {
-    pub name: String,
+pub struct Network<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
     pub pod: Option<IgnoredAny>,
-    pub multus: Option<Multus>,
+    #[serde(borrow)]
+    pub multus: Option<Multus<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Multus {
-    pub network_name: String,
+pub struct Multus<'a> {
+    #[serde(borrow)]
+    pub network_name: Cow<'a, str>,
 }
 
 /// Where a network comes from, as far as the engine cares.
@@ -322,7 +319,7 @@ pub enum Source {
     Other,
 }
 
-impl Network {
+impl Network<'_> {
     pub fn source(&self) -> Source {
         if self.multus.is_some() {
             Source::Multus
@@ -334,7 +331,7 @@ impl Network {
     }
 
     /// The NAD this network attaches to; `vm_namespace` is the default namespace.
-    pub fn nad_ref<'a>(&'a self, vm_namespace: &'a str) -> Option<NadRef<'a>> {
+    pub fn nad_ref<'r>(&'r self, vm_namespace: &'r str) -> Option<NadRef<'r>> {
         let multus = self.multus.as_ref()?;
         Some(NadRef::resolve(&multus.network_name, vm_namespace))
     }
@@ -342,24 +339,31 @@ impl Network {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Volume {
-    pub name: String,
-    pub cloud_init_no_cloud: Option<CloudInitSource>,
-    pub cloud_init_config_drive: Option<CloudInitSource>,
+pub struct Volume<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub cloud_init_no_cloud: Option<CloudInitSource<'a>>,
+    #[serde(borrow)]
+    pub cloud_init_config_drive: Option<CloudInitSource<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CloudInitSource {
-    pub user_data: Option<String>,
-    pub user_data_base64: Option<String>,
+pub struct CloudInitSource<'a> {
+    #[serde(borrow)]
+    pub user_data: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub user_data_base64: Option<Cow<'a, str>>,
     pub user_data_secret_ref: Option<IgnoredAny>,
-    pub network_data: Option<String>,
-    pub network_data_base64: Option<String>,
+    #[serde(borrow)]
+    pub network_data: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub network_data_base64: Option<Cow<'a, str>>,
     pub network_data_secret_ref: Option<IgnoredAny>,
 }
 
-impl CloudInitSource {
+impl CloudInitSource<'_> {
     pub fn has_user_data(&self) -> bool {
         self.user_data.is_some()
             || self.user_data_base64.is_some()
@@ -385,8 +389,8 @@ impl CloudInitKind {
     }
 }
 
-impl Volume {
-    pub fn cloud_init(&self) -> Option<(CloudInitKind, &CloudInitSource)> {
+impl<'a> Volume<'a> {
+    pub fn cloud_init(&self) -> Option<(CloudInitKind, &CloudInitSource<'a>)> {
         if let Some(s) = &self.cloud_init_no_cloud {
             Some((CloudInitKind::NoCloud, s))
         } else {
@@ -397,21 +401,23 @@ impl Volume {
     }
 }
 
-impl Vm {
-    pub fn interfaces(&self) -> &[Interface] {
+impl<'a> Vm<'a> {
+    pub fn interfaces(&self) -> &[Interface<'a>] {
         &self.spec.domain.devices.interfaces
     }
 
-    pub fn networks(&self) -> &[Network] {
+    pub fn networks(&self) -> &[Network<'a>] {
         &self.spec.networks
     }
 
-    pub fn network(&self, name: &str) -> Option<&Network> {
+    pub fn network(&self, name: &str) -> Option<&Network<'a>> {
         self.networks().iter().find(|n| n.name == name)
     }
 
     /// The first cloud-init volume: KubeVirt reads only that one.
-    pub fn first_cloud_init(&self) -> Option<(usize, &Volume, CloudInitKind, &CloudInitSource)> {
+    pub fn first_cloud_init(
+        &self,
+    ) -> Option<(usize, &Volume<'a>, CloudInitKind, &CloudInitSource<'a>)> {
         self.spec
             .volumes
             .iter()
@@ -445,10 +451,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn vm(spec: Value) -> Result<Vm> {
-        Vm::from_value(
-            &json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a"}, "spec": spec}),
-        )
+    fn object(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Decodes a VirtualMachine with this spec: how it failed, if it did.
+    fn vm(spec: Value) -> Result<()> {
+        let o = object(
+            json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a"}, "spec": spec}),
+        );
+        Vm::from_object(Kind::VirtualMachine, &o).map(drop)
     }
 
     #[test]
@@ -473,7 +485,8 @@ mod tests {
     #[test]
     fn nulls_are_empty() {
         let v = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"annotations": null}, "spec": {"template": {"metadata": null, "spec": {"networks": null, "domain": {"devices": {"interfaces": null}}}}}});
-        let vm = Vm::from_value(&v).unwrap();
+        let o = object(v);
+        let vm = Vm::from_object(Kind::VirtualMachine, &o).unwrap();
         assert!(vm.interfaces().is_empty() && vm.networks().is_empty());
         assert!(!vm.has_annotations);
     }
@@ -512,7 +525,8 @@ mod tests {
     #[test]
     fn running_and_owners() {
         let v = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a", "ownerReferences": [{"apiVersion": "pool.kubevirt.io/v1beta1", "kind": "VirtualMachinePool", "name": "p", "uid": "u"}]}, "spec": {"template": {"spec": {}}}, "status": {"created": true}});
-        let vm = Vm::from_value(&v).unwrap();
+        let o = object(v);
+        let vm = Vm::from_object(Kind::VirtualMachine, &o).unwrap();
         assert!(vm.created && !vm.halted);
         assert!(vm.owned_by(Kind::VirtualMachinePool));
         assert!(!vm.owned_by(Kind::VirtualMachine));

@@ -317,3 +317,55 @@ pub fn admission_review(
         }
     })
 }
+
+/// The benches' VM (`benches/engine.rs`, `tests/allocations.rs`): the pod network plus
+/// `secondaries` bridge NICs, one of them with a static address, in namespace `bench` among
+/// 10,000 other VMs on the same NADs.
+pub fn bench_vm(secondaries: usize) -> (Value, Inventory) {
+    let mut inv = Inventory::new();
+    let mut interfaces = vec![json!({"name": "default", "masquerade": {}})];
+    let mut networks = vec![json!({"name": "default", "pod": {}})];
+    for i in 1..=secondaries {
+        inv.upsert_nad(Nad::from_config("bench", &format!("nad{i}"), r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.0.0.0/16","gateway":"10.0.0.1"}]],"routes":[{"dst":"0.0.0.0/0"}]}}"#));
+        // Interfaces named after their NAD, as in the seed notes: every one is renamed.
+        interfaces.push(json!({"name": format!("nad{i}"), "bridge": {}}));
+        networks
+            .push(json!({"name": format!("net{i}"), "multus": {"networkName": format!("nad{i}")}}));
+    }
+    // A populated cluster: 10,000 other VMs on the same NADs.
+    for n in 0..10_000 {
+        let other = json!({"metadata": {"name": format!("other-{n}"), "namespace": "bench",
+            "annotations": {"kubevirt-net-webhook.io/networks": format!("{{\"net1\": \"10.0.{}.{}/16\"}}", 100 + n / 250, n % 250 + 2)}},
+            "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": "net1", "bridge": {}, "macAddress": format!("02:00:00:00:{:02x}:{:02x}", n / 256, n % 256)}]}},
+            "networks": [{"name": "net1", "multus": {"networkName": "nad1"}}]}}}});
+        remember(&mut inv, &other);
+    }
+    let vm = json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": "web-0", "namespace": "bench", "annotations": {"kubevirt-net-webhook.io/networks": "{\"net1\": {\"addresses\": [\"10.0.5.10/16\"], \"dns\": [\"10.0.0.2\"]}}"}},
+        "spec": {"runStrategy": "Always", "template": {"spec": {
+            "domain": {"devices": {"interfaces": interfaces, "disks": [{"name": "root", "disk": {"bus": "virtio"}}]}},
+            "networks": networks,
+            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}}],
+        }}}
+    });
+    (vm, inv)
+}
+
+/// The CREATE of a `bench_vm` object in namespace `bench`, as the engine is asked.
+pub fn bench_request(object: &DynamicObject) -> Request<'_> {
+    Request {
+        kind: Kind::VirtualMachine,
+        operation: &Operation::Create,
+        namespace: "bench",
+        object,
+        old_object: None,
+    }
+}
+
+/// The AdmissionReview body of a CREATE of `v`, as the API server sends it.
+pub fn create_body(v: &Value) -> Vec<u8> {
+    admission_review("admission.k8s.io/v1", "u", "CREATE", Some(v), None, false)
+        .to_string()
+        .into_bytes()
+}

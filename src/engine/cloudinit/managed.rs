@@ -116,7 +116,7 @@ pub fn user_data(source: &CloudInitSource) -> UserData {
     }
     let decoded;
     let text = match (&source.user_data, &source.user_data_base64) {
-        (Some(text), _) => text.as_str(),
+        (Some(text), _) => text.as_ref(),
         (None, Some(b64)) => {
             use base64::Engine as _;
             match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
@@ -143,7 +143,7 @@ pub fn user_data(source: &CloudInitSource) -> UserData {
 mod tests {
     use super::*;
 
-    fn nocloud(data: &str) -> CloudInitSource {
+    fn nocloud(data: &str) -> CloudInitSource<'_> {
         CloudInitSource {
             network_data: Some(data.into()),
             ..Default::default()
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn user_data_kinds() {
         let with = |t: &str| CloudInitSource {
-            user_data: Some(t.into()),
+            user_data: Some(t.to_string().into()),
             ..Default::default()
         };
         assert_eq!(user_data(&with(USER_DATA)), UserData::Updates);

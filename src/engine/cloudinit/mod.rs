@@ -84,13 +84,13 @@ struct Planned {
 /// The interfaces that are guest NICs, with their networks: every interface paired with a
 /// network, in interface order, but for those being unplugged and those the webhook does not
 /// manage (unknown bindings and network sources pass through untouched).
-fn paired(vm: &Vm) -> Vec<(&Interface, &Network)> {
+fn paired<'v>(vm: &'v Vm<'_>) -> Vec<(&'v Interface<'v>, &'v Network<'v>)> {
     let networks: HashMap<&str, &Network> =
-        vm.networks().iter().map(|n| (n.name.as_str(), n)).collect();
+        vm.networks().iter().map(|n| (n.name.as_ref(), n)).collect();
     vm.interfaces()
         .iter()
         .filter(|i| !i.is_absent() && i.binding().carries_mac())
-        .filter_map(|i| networks.get(i.name.as_str()).map(|n| (i, *n)))
+        .filter_map(|i| networks.get(i.name.as_ref()).map(|n| (i, *n)))
         .filter(|(_, n)| n.source() != Source::Other)
         .collect()
 }
@@ -99,7 +99,7 @@ fn paired(vm: &Vm) -> Vec<(&Interface, &Network)> {
 fn nic_config(ctx: &Ctx<'_>, requests: &Requests, net: &Network) -> NicConfig {
     match net.nad_ref(ctx.namespace) {
         None => NicConfig::Pod,
-        Some(r) => match addresses::resolve(requests.get(&net.name), ctx.nad(r)) {
+        Some(r) => match addresses::resolve(requests.get(net.name.as_ref()), ctx.nad(r)) {
             Some(c) => NicConfig::Static(c),
             None => NicConfig::Dhcp,
         },
@@ -109,19 +109,19 @@ fn nic_config(ctx: &Ctx<'_>, requests: &Requests, net: &Network) -> NicConfig {
 /// The guest NICs of the VM ([`paired`]), and the interfaces among them without a MAC.
 fn nics(ctx: &Ctx<'_>, requests: &Requests) -> (Vec<Nic>, Vec<String>) {
     let paired = paired(&ctx.vm);
-    let names = guest_names(paired.iter().map(|(i, _)| i.name.as_str()));
+    let names = guest_names(paired.iter().map(|(i, _)| i.name.as_ref()));
     let mut missing = Vec::new();
     let nics = paired
         .iter()
         .zip(names)
         .filter_map(|((iface, net), guest_name)| {
             let Some(mac) = iface.mac_address.clone() else {
-                missing.push(iface.name.clone());
+                missing.push(iface.name.to_string());
                 return None;
             };
             Some(Nic {
                 guest_name,
-                mac,
+                mac: mac.into_owned(),
                 config: nic_config(ctx, requests, net),
             })
         })
@@ -156,7 +156,7 @@ fn render(kind: CloudInitKind, nics: &[Nic], identity: &str) -> String {
 }
 
 /// The network config of `vm`'s first cloud-init volume, if the webhook wrote it.
-fn managed_data(vm: &Vm) -> Option<(CloudInitKind, &CloudInitSource, &str)> {
+fn managed_data<'v>(vm: &'v Vm<'_>) -> Option<(CloudInitKind, &'v CloudInitSource<'v>, &'v str)> {
     let (_, _, kind, source) = vm.first_cloud_init()?;
     let annotation = vm.annotation(annotations::MANAGED_NETWORK_DATA);
     match managed::classify(kind, source, annotation, None) {
@@ -172,7 +172,7 @@ fn target(vm: &Vm) -> Target {
             index,
             kind,
             user_data: managed::user_data(source),
-            current: source.network_data.clone(),
+            current: source.network_data.as_deref().map(String::from),
         },
         None => Target::New,
     }
@@ -216,7 +216,7 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
     // requested, because it cannot match NICs by name reliably.
     if let (Existing::User(field), Some((_, volume, _, _))) = (&existing, first) {
         let plan = Plan::UserNetworkData {
-            volume: volume.name.clone(),
+            volume: volume.name.to_string(),
             field,
         };
         return planned(requested, nics, plan);
@@ -274,7 +274,7 @@ fn changes(ctx: &Ctx<'_>, nics: &[Nic], kept: &str) -> String {
                 .as_deref()
                 .is_some_and(|m| kept.contains(m) && !nics.iter().any(|n| n.mac == m))
         })
-        .map(|i| i.name.as_str())
+        .map(|i| i.name.as_ref())
         .collect();
     let mut parts = Vec::new();
     if !added.is_empty() {
@@ -329,11 +329,18 @@ pub(super) fn write(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String>
         nics,
         plan,
     } = plan(ctx);
+    // `name=mac, ...`, concatenated: every config written gets this warning.
     let macs = || {
-        nics.iter()
-            .map(|n| format!("{}={}", n.guest_name, n.mac))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut out = String::with_capacity(nics.len() * 40);
+        for (k, n) in nics.iter().enumerate() {
+            if k > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&n.guest_name);
+            out.push('=');
+            out.push_str(&n.mac);
+        }
+        out
     };
     match plan {
         Plan::NotWanted | Plan::BadAnnotation => {}
@@ -356,7 +363,7 @@ pub(super) fn write(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String>
                     .old
                     .as_ref()
                     .and_then(|o| o.first_cloud_init())
-                    .and_then(|(_, _, _, s)| s.user_data.clone());
+                    .and_then(|(_, _, _, s)| s.user_data.as_deref().map(String::from));
                 put(ctx, ops, target, data, user_data);
             }
             if let Some(what) = stale {
@@ -408,7 +415,7 @@ pub(super) fn write(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String>
 }
 
 fn new_volume_name(vm: &Vm) -> String {
-    let taken: Vec<&str> = vm.spec.volumes.iter().map(|v| v.name.as_str()).collect();
+    let taken: Vec<&str> = vm.spec.volumes.iter().map(|v| v.name.as_ref()).collect();
     free_name(&taken)
 }
 
@@ -421,7 +428,6 @@ fn put(
     data: String,
     user_data: Option<String>,
 ) -> bool {
-    let identity = ctx.identity();
     let (changed, kind) = match target {
         Target::Existing {
             index,
@@ -473,7 +479,7 @@ fn put(
         }
     };
     if kind == CloudInitKind::ConfigDrive {
-        let value = managed::digest_annotation(&identity, &data);
+        let value = managed::digest_annotation(&ctx.identity(), &data);
         if ctx.vm.annotation(annotations::MANAGED_NETWORK_DATA) != Some(value.as_str()) {
             set_annotation(ctx, ops, annotations::MANAGED_NETWORK_DATA, value);
         }
