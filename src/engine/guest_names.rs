@@ -2,7 +2,7 @@
 //! otherwise a derived name; unique within the VM.
 use sha2::{Digest, Sha256};
 
-use crate::model::mac::push_hex;
+use crate::model::text::push_hex;
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_LEN: usize = 15;

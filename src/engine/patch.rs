@@ -4,6 +4,8 @@ use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOp
 use jsonptr::PointerBuf;
 use serde_json::Value;
 
+use crate::model::text::push_decimal;
+
 /// A pointer from one of the engine's own `/`-separated prefixes (no escaping needed: they
 /// are field names) and further tokens taken as they are (escaped as needed).
 pub fn pointer<'t>(prefix: &'t str, tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
@@ -22,9 +24,12 @@ pub fn pointer<'t>(prefix: &'t str, tokens: impl IntoIterator<Item = &'t str>) -
 /// The pointer of field `field` of item `index` of the list at `list` (both the engine's own,
 /// so nothing needs escaping), written into one buffer: one allocation per operation.
 pub fn item(list: &str, index: usize, field: &str) -> PointerBuf {
-    use std::fmt::Write as _;
     let mut buf = String::with_capacity(list.len() + field.len() + 8);
-    let _ = write!(buf, "{list}/{index}/{field}");
+    buf.push_str(list);
+    buf.push('/');
+    push_decimal(&mut buf, index as u64);
+    buf.push('/');
+    buf.push_str(field);
     PointerBuf::parse(buf).unwrap_or_else(|_| pointer(list, [index.to_string().as_str(), field]))
 }
 

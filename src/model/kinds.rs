@@ -79,14 +79,25 @@ pub fn at<'v>(value: &'v serde_json::Value, pointer: &str) -> Option<&'v serde_j
     if pointer.is_empty() {
         return Some(value);
     }
-    pointer
-        .strip_prefix('/')?
-        .split('/')
-        .try_fold(value, |v, token| match v {
-            serde_json::Value::Object(map) => map.get(token),
-            serde_json::Value::Array(list) => list.get(token.parse::<usize>().ok()?),
-            _ => None,
-        })
+    // Token by token with a plain byte scan: `split('/')` sets up a searcher per call, which
+    // costs more than these short tokens.
+    let mut rest = pointer.strip_prefix('/')?;
+    let mut v = value;
+    loop {
+        let (token, next) = match rest.bytes().position(|b| b == b'/') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        v = match v {
+            serde_json::Value::Object(map) => map.get(token)?,
+            serde_json::Value::Array(list) => list.get(token.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+        match next {
+            Some(next) => rest = next,
+            None => return Some(v),
+        }
+    }
 }
 
 impl Kind {

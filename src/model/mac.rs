@@ -78,13 +78,6 @@ impl fmt::Display for Mac {
     }
 }
 
-/// Appends `b` as two lowercase hex digits (`{b:02x}`).
-pub fn push_hex(out: &mut String, b: u8) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.push(char::from(DIGITS[usize::from(b >> 4)]));
-    out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-}
-
 /// One attempt of the derivation: `attempt` 0 is the first (no counter in the input).
 pub fn derive(
     prefix: &MacPrefix,

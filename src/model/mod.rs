@@ -7,4 +7,5 @@ pub mod kinds;
 pub mod mac;
 pub mod nad;
 pub mod pool;
+pub mod text;
 pub mod vm;

@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    mac::push_hex,
+    text::push_hex,
     vm::{CloudInitKind, CloudInitSource},
 };
 
@@ -26,9 +26,13 @@ pub const USER_DATA: &str =
 /// What earlier versions of the webhook wrote as user-data: theirs to upgrade.
 const LEGACY_USER_DATA: &str = "#cloud-config";
 
-/// The marker line for the VM `identity` (`namespace/name`).
-pub fn marker(identity: &str) -> String {
-    format!("{MARKER} for {identity}")
+/// The marker line for the VM `namespace/name`.
+pub fn marker(namespace: &str, name: &str) -> String {
+    let mut line = String::with_capacity(MARKER.len() + 6 + namespace.len() + name.len());
+    for part in [MARKER, " for ", namespace, "/", name] {
+        line.push_str(part);
+    }
+    line
 }
 
 /// The ConfigDrive annotation value for `data` written for `identity`.
@@ -152,7 +156,7 @@ mod tests {
 
     #[test]
     fn netplan_markers_name_their_vm() {
-        let mine = format!("{}\nversion: 2\n", marker("a/vm"));
+        let mine = format!("{}\nversion: 2\n", marker("a", "vm"));
         assert_eq!(
             classify(CloudInitKind::NoCloud, &nocloud(&mine), None, None),
             Existing::Managed {

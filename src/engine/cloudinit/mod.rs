@@ -145,12 +145,11 @@ fn certainly_fits(ctx: &Ctx<'_>, requests: &Requests) -> bool {
     ) <= INLINE_LIMIT
 }
 
-fn render(kind: CloudInitKind, nics: &[Nic], identity: &str) -> String {
+fn render(kind: CloudInitKind, nics: &[Nic], ctx: &Ctx<'_>) -> String {
+    let marker = || managed::marker(ctx.namespace, ctx.vm.name.as_deref().unwrap_or(""));
     match kind {
-        CloudInitKind::NoCloud if v1::needs_v1(nics) => {
-            v1::render_v1(nics, &managed::marker(identity))
-        }
-        CloudInitKind::NoCloud => render_netplan(nics, &managed::marker(identity)),
+        CloudInitKind::NoCloud if v1::needs_v1(nics) => v1::render_v1(nics, &marker()),
+        CloudInitKind::NoCloud => render_netplan(nics, &marker()),
         CloudInitKind::ConfigDrive => render_network_data_json(nics),
     }
 }
@@ -201,9 +200,7 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
     let kind = first.map_or(CloudInitKind::NoCloud, |(_, _, kind, _)| kind);
     // Rendered once: it is both what would be written and how an older version's ConfigDrive
     // config (JSON, no room for a marker) is recognised as the webhook's own.
-    let fresh = missing
-        .is_empty()
-        .then(|| render(kind, &nics, &ctx.identity()));
+    let fresh = missing.is_empty().then(|| render(kind, &nics, ctx));
     let existing = first.map_or(Existing::None, |(_, _, kind, source)| {
         managed::classify(
             kind,

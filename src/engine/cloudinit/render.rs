@@ -1,11 +1,14 @@
 //! Rendering the guest's network config: netplan v2 for NoCloud, OpenStack
 //! `network_data.json` for ConfigDrive. Compact, because KubeVirt allows 2048 bytes inline.
-use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
 
-use crate::engine::addresses::StaticConfig;
+use crate::{
+    engine::addresses::StaticConfig,
+    model::text::{push_decimal, push_ip, push_net},
+};
 
 /// How one NIC is configured in the guest.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,12 +34,47 @@ pub(super) fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
-/// `["a", "b"]` into `out`. The items are addresses, whose text needs no escaping.
-fn quoted_list(out: &mut String, items: &[impl std::fmt::Display]) {
+/// [`quote`], appended to `out`: MACs and plain names need no escaping and skip the
+/// serializer.
+fn push_quoted(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&quote(s));
+    }
+}
+
+/// Something [`quoted_list`] writes: the items are addresses, whose text needs no escaping.
+trait Address {
+    fn push_to(&self, out: &mut String);
+}
+
+impl Address for IpAddr {
+    fn push_to(&self, out: &mut String) {
+        push_ip(out, *self);
+    }
+}
+
+impl Address for IpNet {
+    fn push_to(&self, out: &mut String) {
+        push_net(out, self);
+    }
+}
+
+/// `["a", "b"]` into `out`.
+fn quoted_list(out: &mut String, items: &[impl Address]) {
     out.push('[');
     for (k, item) in items.iter().enumerate() {
-        let sep = if k == 0 { "" } else { ", " };
-        let _ = write!(out, "{sep}\"{item}\"");
+        if k > 0 {
+            out.push_str(", ");
+        }
+        out.push('"');
+        item.push_to(out);
+        out.push('"');
     }
     out.push(']');
 }
@@ -45,16 +83,18 @@ fn quoted_list(out: &mut String, items: &[impl std::fmt::Display]) {
 /// line per NIC still reads well.
 /// `marker` is the first line: the comment that says whose config this is.
 pub fn render_netplan(nics: &[Nic], marker: &str) -> String {
-    // Written straight into one string: this runs on every /mutate.
+    // Written straight into one string, by pieces: this runs on every /mutate.
     let mut out = String::with_capacity(marker.len() + 32 + 192 * nics.len());
-    let _ = writeln!(out, "{marker}\nversion: 2\nethernets:");
+    out.push_str(marker);
+    out.push_str("\nversion: 2\nethernets:\n");
     for nic in nics {
         let name = &nic.guest_name;
-        let _ = write!(
-            out,
-            "  {name}: {{match: {{macaddress: {}}}, set-name: {name}",
-            quote(&nic.mac)
-        );
+        out.push_str("  ");
+        out.push_str(name);
+        out.push_str(": {match: {macaddress: ");
+        push_quoted(&mut out, &nic.mac);
+        out.push_str("}, set-name: ");
+        out.push_str(name);
         match &nic.config {
             NicConfig::Pod => out.push_str(", dhcp4: true"),
             NicConfig::Dhcp => out.push_str(", dhcp4: true, optional: true"),
@@ -65,10 +105,14 @@ pub fn render_netplan(nics: &[Nic], marker: &str) -> String {
                 if let Some(first) = routes.next() {
                     out.push_str(", routes: [");
                     for (k, (r, via)) in std::iter::once(first).chain(routes).enumerate() {
-                        let sep = if k == 0 { "" } else { ", " };
-                        let _ = write!(out, "{sep}{{to: \"{}\", via: \"{via}\"", r.to);
+                        out.push_str(if k == 0 { "{to: \"" } else { ", {to: \"" });
+                        push_net(&mut out, &r.to);
+                        out.push_str("\", via: \"");
+                        push_ip(&mut out, via);
+                        out.push('"');
                         if let Some(m) = r.metric {
-                            let _ = write!(out, ", metric: {m}");
+                            out.push_str(", metric: ");
+                            push_decimal(&mut out, u64::from(m));
                         }
                         out.push('}');
                     }
@@ -89,8 +133,10 @@ pub fn render_netplan(nics: &[Nic], marker: &str) -> String {
                                 ", search: ["
                             });
                             for (k, domain) in c.search.iter().enumerate() {
-                                let sep = if k == 0 { "" } else { ", " };
-                                let _ = write!(out, "{sep}{}", quote(domain));
+                                if k > 0 {
+                                    out.push_str(", ");
+                                }
+                                push_quoted(&mut out, domain);
                             }
                             out.push(']');
                         }
@@ -98,7 +144,8 @@ pub fn render_netplan(nics: &[Nic], marker: &str) -> String {
                     }
                 }
                 if let Some(mtu) = c.mtu {
-                    let _ = write!(out, ", mtu: {mtu}");
+                    out.push_str(", mtu: ");
+                    push_decimal(&mut out, u64::from(mtu));
                 }
             }
         }
@@ -387,6 +434,14 @@ ethernets:
         }
 
         proptest! {
+            /// The shortcut for plain text writes what the serializer writes.
+            #[test]
+            fn push_quoted_writes_what_quote_writes(s in prop_oneof![any::<String>(), "[0-9a-fA-F:._-]{0,20}"]) {
+                let mut out = String::new();
+                push_quoted(&mut out, &s);
+                prop_assert_eq!(out, quote(&s));
+            }
+
             /// The bound `/validate` trusts instead of rendering is never below what any
             /// renderer writes.
             #[test]
@@ -395,12 +450,11 @@ ethernets:
                 namespace in "[a-z0-9-]{1,63}",
                 name in "[a-z0-9.-]{0,253}",
             ) {
-                let identity = format!("{namespace}/{name}");
                 let bound = config_bound(
                     namespace.len() + name.len(),
                     nics.iter().map(|n| nic_bound(&n.mac, &n.config)).sum(),
                 );
-                let marker = marker(&identity);
+                let marker = marker(&namespace, &name);
                 for text in [
                     render_netplan(&nics, &marker),
                     render_v1(&nics, &marker),

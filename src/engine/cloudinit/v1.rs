@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn renders_one_subnet_per_address_with_its_own_routes() {
-        let text = render_v1(&dual_stack(), &marker("ns/vm"));
+        let text = render_v1(&dual_stack(), &marker("ns", "vm"));
         assert!(text.starts_with(MARKER), "{text}");
         // One line per NIC after the header.
         assert_eq!(text.lines().count(), 3 + 3, "{text}");
@@ -265,7 +265,7 @@ mod tests {
                 ..StaticConfig::default()
             }),
         )];
-        let doc = parsed(&render_v1(&nics, &marker("ns/vm")));
+        let doc = parsed(&render_v1(&nics, &marker("ns", "vm")));
         let subnets = doc["config"][0]["subnets"].as_array().unwrap().clone();
         assert_eq!(
             subnets[0]["routes"],
@@ -292,7 +292,7 @@ mod tests {
                 ..StaticConfig::default()
             }),
         )];
-        let doc = parsed(&render_v1(&nics, &marker("ns/vm")));
+        let doc = parsed(&render_v1(&nics, &marker("ns", "vm")));
         assert_eq!(
             doc["config"][0]["subnets"][0]["routes"],
             json!([{"destination": "fd00:9::/64", "gateway": "fd00:1::1"}])
@@ -310,7 +310,7 @@ mod tests {
                 )
             })
             .collect();
-        let text = render_v1(&nics, &marker("ns/vm"));
+        let text = render_v1(&nics, &marker("ns", "vm"));
         assert!(
             text.len() <= super::super::INLINE_LIMIT,
             "{} bytes",
