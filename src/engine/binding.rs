@@ -1,15 +1,18 @@
 //! Binding/CNI compatibility and NAD existence (SPEC §2.2).
-use foldhash::{HashMap, HashMapExt};
-
 use super::{Ctx, Verdict};
 use crate::model::{config::MissingNad, nad::NadRef, vm::Binding};
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
-    // Interfaces by name, so that each network finds its own in one lookup.
-    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
-        by_name.entry(iface.name.as_ref()).or_default().push(i);
-    }
+    // Interfaces sorted by name, so that each network finds its own by a binary search: one
+    // allocation, where a map of lists took one per interface.
+    let mut by_name: Vec<(&str, usize)> = ctx
+        .vm
+        .interfaces()
+        .iter()
+        .enumerate()
+        .map(|(i, iface)| (iface.name.as_ref(), i))
+        .collect();
+    by_name.sort_unstable();
     for net in ctx.vm.networks() {
         let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
@@ -43,7 +46,12 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             continue;
         };
         let incompatible = ctx.config.incompatible_bridge_cnis.iter().any(|t| t == cni);
-        for &i in by_name.get(net.name.as_ref()).into_iter().flatten() {
+        let name_of_net: &str = &net.name;
+        let first = by_name.partition_point(|(n, _)| *n < name_of_net);
+        let same_name = by_name[first..]
+            .iter()
+            .take_while(|(n, _)| *n == name_of_net);
+        for &(_, i) in same_name {
             let iface = &ctx.vm.interfaces()[i];
             if iface.binding() == Binding::Bridge && incompatible {
                 verdict.denials.push(format!(

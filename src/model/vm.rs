@@ -68,11 +68,11 @@ struct Status {
 /// How a VM spec asks the VM to run.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RunSpec {
+struct RunSpec<'a> {
     #[serde(default)]
     running: Option<bool>,
-    #[serde(default)]
-    run_strategy: Option<String>,
+    #[serde(default, borrow, deserialize_with = "borrowed")]
+    run_strategy: Option<Cow<'a, str>>,
 }
 
 /// Decodes the value at `pointer` of `data` (missing or `null`: the default), naming the
@@ -238,10 +238,10 @@ pub struct Named<'a> {
 pub struct Interface<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub mac_address: Option<Cow<'a, str>>,
     /// `absent` while KubeVirt hot-unplugs the interface (SPEC §2.9).
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub state: Option<Cow<'a, str>>,
     pub bridge: Option<IgnoredAny>,
     pub masquerade: Option<IgnoredAny>,
@@ -351,14 +351,14 @@ pub struct Volume<'a> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudInitSource<'a> {
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub user_data: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub user_data_base64: Option<Cow<'a, str>>,
     pub user_data_secret_ref: Option<IgnoredAny>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub network_data: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub network_data_base64: Option<Cow<'a, str>>,
     pub network_data_secret_ref: Option<IgnoredAny>,
 }
@@ -437,6 +437,17 @@ impl<'a> Vm<'a> {
     }
 }
 
+/// An optional string, borrowed from the object: serde borrows a `Cow` field on its own,
+/// but copies one inside an `Option`.
+fn borrowed<'de: 'a, 'a, D>(deserializer: D) -> std::result::Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(deserializer)?.map(|b| b.0))
+}
+
 /// Kubernetes clients send `null` for empty lists and maps now and then.
 fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
 where
@@ -480,6 +491,32 @@ mod tests {
     fn missing_template_is_an_error() {
         let e = vm(json!({})).unwrap_err().to_string();
         assert!(e.contains("spec.template.spec"), "{e}");
+    }
+
+    #[test]
+    fn strings_are_borrowed_from_the_object() {
+        let o = object(
+            json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "a"},
+            "spec": {"template": {"spec": {
+                "domain": {"devices": {"interfaces": [{"name": "n", "bridge": {}, "macAddress": "02:00:00:00:00:01", "state": "absent"}]}},
+                "networks": [{"name": "n", "multus": {"networkName": "nad"}}],
+                "volumes": [{"name": "c", "cloudInitNoCloud": {"userData": "u", "networkData": "d"}}]}}}}),
+        );
+        let vm = Vm::from_object(Kind::VirtualMachine, &o).unwrap();
+        let iface = &vm.interfaces()[0];
+        let net = &vm.networks()[0];
+        let (_, _, _, source) = vm.first_cloud_init().unwrap();
+        for (what, text) in [
+            ("name", Some(&iface.name)),
+            ("macAddress", iface.mac_address.as_ref()),
+            ("state", iface.state.as_ref()),
+            ("network", Some(&net.name)),
+            ("networkName", net.multus.as_ref().map(|m| &m.network_name)),
+            ("userData", source.user_data.as_ref()),
+            ("networkData", source.network_data.as_ref()),
+        ] {
+            assert!(matches!(text, Some(Cow::Borrowed(_))), "{what}: {text:?}");
+        }
     }
 
     #[test]
