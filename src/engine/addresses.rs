@@ -6,7 +6,13 @@ use foldhash::{HashMap, HashMapExt};
 
 use ipnet::IpNet;
 
-use super::{Ctx, Verdict, names::list};
+use super::{
+    Ctx, Verdict,
+    by_name::ByName,
+    names::list,
+    tenancy::{self, Access},
+};
+use crate::inventory::with_key;
 use crate::model::{
     annotations::{self, AddressRequest, GuestRoute, NetworkDataMode},
     nad::Nad,
@@ -116,18 +122,10 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         }
     };
     let at = |net: &str| format!("annotation {}, network {net:?}", annotations::NETWORKS);
-    let networks: HashMap<&str, &Network> = ctx
-        .vm
-        .networks()
-        .iter()
-        .map(|n| (n.name.as_ref(), n))
-        .collect();
+    let networks = ByName::new(ctx.vm.networks().iter().map(|n| (n.name.as_ref(), n)));
     // Named once, however many keys name no network: a message must not grow with the
     // product of two lists.
-    let unknown: Vec<&String> = requests
-        .keys()
-        .filter(|k| !networks.contains_key(k.as_str()))
-        .collect();
+    let unknown: Vec<&String> = requests.keys().filter(|k| !networks.contains(k)).collect();
     if !unknown.is_empty() {
         let known = ctx.vm.networks();
         let known = if known.is_empty() {
@@ -154,7 +152,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         ));
     }
     for name in requests.keys() {
-        match networks.get(name.as_str()) {
+        match networks.get(name) {
             None => {}
             // The pod network uses DHCP anyway.
             Some(n) if n.multus.is_none() && !requests[name].dhcp => verdict.denials.push(format!(
@@ -169,10 +167,9 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
         };
-        if ctx.forbidden(r) {
+        let Access::Allowed(nad) = tenancy::access(ctx, r) else {
             continue; // denied by the tenant boundary; nothing of the NAD may show
-        }
-        let nad = ctx.nad(r);
+        };
         let request = requests.get(net.name.as_ref());
         let Some(config) = resolve(request, nad) else {
             continue;
@@ -205,7 +202,8 @@ fn check_network<'n>(
     let Some(nad_ref) = net.nad_ref(ctx.namespace) else {
         return;
     };
-    let nad_key = nad_ref.to_string();
+    // `namespace/name`, written out only for a message.
+    let nad_key = nad_ref;
     // Formatted only for a message: most addresses are fine.
     let at = || {
         if from_annotation {
@@ -266,12 +264,14 @@ fn check_network<'n>(
         let pinned_here = nad
             .and_then(|n| n.ipam.pinned)
             .is_some_and(|p| p.addr() == ip);
-        let other = ctx.inventory.address_user(&nad_key, ip, me).or_else(|| {
-            if pinned_here {
-                ctx.inventory.pinned_user(&nad_key, me)
-            } else {
-                None
-            }
+        let other = with_key(nad_ref.namespace, nad_ref.name, |key| {
+            ctx.inventory.address_user(key, ip, me).or_else(|| {
+                if pinned_here {
+                    ctx.inventory.pinned_user(key, me)
+                } else {
+                    None
+                }
+            })
         });
         if let Some(other) = other {
             verdict.denials.push(format!(

@@ -1,18 +1,19 @@
 //! Binding/CNI compatibility and NAD existence (SPEC §2.2).
-use super::{Ctx, Verdict};
+use super::{
+    Ctx, Verdict,
+    by_name::ByName,
+    tenancy::{self, Access},
+};
 use crate::model::{config::MissingNad, nad::NadRef, vm::Binding};
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
-    // Interfaces sorted by name, so that each network finds its own by a binary search: one
-    // allocation, where a map of lists took one per interface.
-    let mut by_name: Vec<(&str, usize)> = ctx
-        .vm
-        .interfaces()
-        .iter()
-        .enumerate()
-        .map(|(i, iface)| (iface.name.as_ref(), i))
-        .collect();
-    by_name.sort_unstable();
+    let by_name = ByName::new(
+        ctx.vm
+            .interfaces()
+            .iter()
+            .enumerate()
+            .map(|(i, iface)| (iface.name.as_ref(), i)),
+    );
     for net in ctx.vm.networks() {
         let Some(r) = net.nad_ref(ctx.namespace) else {
             continue;
@@ -21,10 +22,10 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             namespace: ns,
             name,
         } = r;
-        if ctx.forbidden(r) {
+        let Access::Allowed(nad) = tenancy::access(ctx, r) else {
             continue; // denied by the tenant boundary, whatever the NAD holds
-        }
-        let Some(nad) = ctx.nad(r) else {
+        };
+        let Some(nad) = nad else {
             let message = format!(
                 "network {:?} references NetworkAttachmentDefinition {ns}/{name}, which does not exist; create it or fix multus.networkName",
                 net.name
@@ -46,12 +47,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             continue;
         };
         let incompatible = ctx.config.incompatible_bridge_cnis.iter().any(|t| t == cni);
-        let name_of_net: &str = &net.name;
-        let first = by_name.partition_point(|(n, _)| *n < name_of_net);
-        let same_name = by_name[first..]
-            .iter()
-            .take_while(|(n, _)| *n == name_of_net);
-        for &(_, i) in same_name {
+        for i in by_name.all(&net.name) {
             let iface = &ctx.vm.interfaces()[i];
             if iface.binding() == Binding::Bridge && incompatible {
                 verdict.denials.push(format!(

@@ -33,6 +33,7 @@ use crate::{
 
 mod addresses;
 mod binding;
+mod by_name;
 pub mod cloudinit;
 pub mod guest_names;
 mod kinds;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{
     Ctx, Ops, Verdict,
+    by_name::ByName,
     patch::{self, pointer},
 };
 use crate::model::{annotations, kinds::Layout, nad::NadRef, vm::INTERFACES};
@@ -28,8 +29,8 @@ pub(super) fn list<S: std::fmt::Debug>(items: impl ExactSizeIterator<Item = S>) 
 fn unpaired(ctx: &Ctx<'_>) -> (Vec<usize>, Vec<usize>) {
     let ifaces = ctx.vm.interfaces();
     let nets = ctx.vm.networks();
-    let net_names: HashSet<&str> = nets.iter().map(|n| n.name.as_ref()).collect();
-    let iface_names: HashSet<&str> = ifaces.iter().map(|i| i.name.as_ref()).collect();
+    let net_names = ByName::new(nets.iter().map(|n| (n.name.as_ref(), ())));
+    let iface_names = ByName::new(ifaces.iter().map(|i| (i.name.as_ref(), ())));
     let lonely_ifaces = (0..ifaces.len())
         .filter(|&i| !net_names.contains(ifaces[i].name.as_ref()))
         .collect();

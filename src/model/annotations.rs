@@ -1,6 +1,7 @@
 //! The annotations the webhook reads (SPEC §2.1, §2.4, §2.5, §2.6, §2.10) and their parsers.
 use std::{collections::BTreeMap, net::IpAddr};
 
+use super::text::parse_net;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
@@ -281,9 +282,7 @@ fn request_from_raw(raw: RawRequest) -> Result<AddressRequest, Problem> {
                     .iter()
                     .map(|r| {
                         let to =
-                            r.to.trim()
-                                .parse::<IpNet>()
-                                .map_err(|_| Problem::RouteTo(r.to.clone()))?;
+                            parse_net(r.to.trim()).ok_or_else(|| Problem::RouteTo(r.to.clone()))?;
                         Ok(GuestRoute {
                             to: to.trunc(),
                             via: r.via.as_deref().map(|v| ip(v, "route via")).transpose()?,
@@ -298,7 +297,7 @@ fn request_from_raw(raw: RawRequest) -> Result<AddressRequest, Problem> {
 }
 
 fn cidr(s: &str) -> Result<IpNet, Problem> {
-    s.trim().parse::<IpNet>().map_err(|_| {
+    parse_net(s.trim()).ok_or_else(|| {
         if s.trim().parse::<IpAddr>().is_ok() {
             Problem::NoPrefix(s.to_string())
         } else {

@@ -13,16 +13,24 @@ pub struct Mac(pub u64);
 impl Mac {
     /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`), the forms KubeVirt accepts for 48-bit MACs.
     pub fn parse(s: &str) -> Option<Mac> {
+        // Byte by byte: each MAC of a request is parsed, and splitting on two separators
+        // cost more than the rest of the MAC rule. Hex digits only (`from_str_radix` took a
+        // sign too).
+        fn hex(b: u8) -> Option<u64> {
+            char::from(b).to_digit(16).map(u64::from)
+        }
+        let b = s.as_bytes();
+        if b.len() != 17 {
+            return None;
+        }
         let mut value = 0u64;
-        let mut count = 0;
-        for part in s.split([':', '-']) {
-            if part.len() != 2 {
+        for i in 0..6 {
+            if i > 0 && !matches!(b[3 * i - 1], b':' | b'-') {
                 return None;
             }
-            value = (value << 8) | u64::from(u8::from_str_radix(part, 16).ok()?);
-            count += 1;
+            value = (value << 8) | (hex(b[3 * i])? << 4) | hex(b[3 * i + 1])?;
         }
-        (count == 6).then_some(Mac(value))
+        Some(Mac(value))
     }
 
     fn first_byte(self) -> u8 {
@@ -187,12 +195,19 @@ mod tests {
         let m = Mac::parse("02:AB:cd:00:11:ff").unwrap();
         assert_eq!(m.to_string(), "02:ab:cd:00:11:ff");
         assert_eq!(Mac::parse("02-ab-cd-00-11-ff"), Some(m));
+        assert_eq!(Mac::parse("02-ab:cd-00:11-ff"), Some(m));
         for bad in [
             "",
             "02:ab:cd:00:11",
             "02:ab:cd:00:11:ff:00",
             "0g:ab:cd:00:11:ff",
             "2:ab:cd:00:11:ff",
+            "+2:ab:cd:00:11:ff",
+            "02:ab:cd:00:11:f",
+            "02:ab:cd:00:11.ff",
+            "02ab:cd:00:11:ff:",
+            "02:ab:cd:00:11:ff\n",
+            "02:ab:cd:00:11:fé",
         ] {
             assert_eq!(Mac::parse(bad), None, "{bad}");
         }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::pool::{self, Pool};
+use super::text::parse_net;
 
 /// Why a NAD object or its CNI config cannot be read. The texts are shown to users.
 #[derive(Debug, thiserror::Error)]
@@ -313,7 +314,7 @@ fn parse_ipam(v: &Value) -> Result<Ipam> {
         "whereabouts" => {
             if let Some(range) = &raw.range {
                 // whereabouts also accepts "start-end/prefix"; only the CIDR form names a subnet.
-                if let Ok(n) = range.parse::<IpNet>() {
+                if let Some(n) = parse_net(range) {
                     ipam.subnets.push(n.trunc());
                 }
             }

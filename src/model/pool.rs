@@ -6,6 +6,7 @@
 //! the order written, each in ascending order, so that index `i` of the pool is one address.
 use std::{fmt, net::IpAddr};
 
+use super::text::parse_net;
 use ipnet::IpNet;
 
 /// Why a pool annotation cannot be used. The texts are shown to users (as warnings, and in
@@ -319,7 +320,7 @@ fn bounds(entry: &str) -> Result<(Family, u128, u128, Option<IpNet>), Problem> {
         return Ok((Family::of(first), a, b, None));
     }
     if entry.contains('/') {
-        let net: IpNet = entry.parse().map_err(|_| Problem::Syntax)?;
+        let net = parse_net(entry).ok_or(Problem::Syntax)?;
         if net.addr() != net.network() {
             return Err(Problem::HostBits(net.trunc()));
         }

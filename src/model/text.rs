@@ -1,6 +1,7 @@
-//! Small values written into a `String` without the formatter: each `/mutate` writes MACs,
-//! addresses, indexes and prefix lengths, and through `core::fmt` an IPv4 address alone
-//! costs more than the rest of its line of network config.
+//! Small values written into a `String` without the formatter, and CIDRs read without
+//! ipnet's parser: each `/mutate` writes MACs, addresses, indexes and prefix lengths, and
+//! through `core::fmt` an IPv4 address alone costs more than the rest of its line of network
+//! config; each decision reads the requested addresses.
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv4Addr},
@@ -61,6 +62,21 @@ pub fn push_net(out: &mut String, net: &IpNet) {
     push_decimal(out, u64::from(net.prefix_len()));
 }
 
+/// `s` as [`IpNet`]'s `FromStr` reads it. ipnet's parser boxes two closures per call; an
+/// IPv4 CIDR in the form std reads (no leading zeros in octets) is read here, everything
+/// else by ipnet, so what is accepted and what it means is ipnet's either way.
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    let fast = s.split_once('/').and_then(|(addr, prefix)| {
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        // ipnet reads one or two digits, below 33.
+        if !(1..=2).contains(&prefix.len()) || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        IpNet::new(IpAddr::V4(addr), prefix.parse().ok()?).ok()
+    });
+    fast.or_else(|| s.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,8 +101,33 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn parse_net_reads_what_ipnet_reads(
+            s in prop_oneof![
+                any::<String>(),
+                "[0-9]{1,4}(\\.[0-9]{1,4}){0,4}(/[+0-9]{0,4})?",
+                "[0-9a-f:.]{0,40}/[0-9]{0,4}",
+            ]
+        ) {
+            prop_assert_eq!(parse_net(&s), s.parse::<IpNet>().ok(), "{:?}", s);
+        }
+    }
+
     #[test]
     fn edges() {
+        for s in [
+            "10.0.0.5/24",
+            "010.0.0.5/24",
+            "10.0.0.5/08",
+            "10.0.0.5/33",
+            "10.0.0.5/+8",
+            "10.0.0.5/",
+            "::1/128",
+            "10.0.0.5",
+        ] {
+            assert_eq!(parse_net(s), s.parse::<IpNet>().ok(), "{s}");
+        }
         for n in [0, 9, 10, 255, u64::MAX] {
             assert_eq!(written(|o| push_decimal(o, n)), format!(">{n}"));
         }

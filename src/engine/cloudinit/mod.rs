@@ -10,11 +10,12 @@ pub(crate) mod managed;
 pub mod render;
 pub mod v1;
 
-use foldhash::HashMap;
-
 use serde_json::{Value, json};
 
-use super::{Ctx, Ops, Requests, Verdict, addresses, guest_names::guest_names, patch::pointer};
+use super::{
+    Ctx, Ops, Requests, Verdict, addresses, by_name::ByName, guest_names::guest_names,
+    patch::pointer,
+};
 use crate::model::{
     annotations::{self, NetworkDataMode},
     kinds::at,
@@ -85,12 +86,11 @@ struct Planned {
 /// network, in interface order, but for those being unplugged and those the webhook does not
 /// manage (unknown bindings and network sources pass through untouched).
 fn paired<'v>(vm: &'v Vm<'_>) -> Vec<(&'v Interface<'v>, &'v Network<'v>)> {
-    let networks: HashMap<&str, &Network> =
-        vm.networks().iter().map(|n| (n.name.as_ref(), n)).collect();
+    let networks = ByName::new(vm.networks().iter().map(|n| (n.name.as_ref(), n)));
     vm.interfaces()
         .iter()
         .filter(|i| !i.is_absent() && i.binding().carries_mac())
-        .filter_map(|i| networks.get(i.name.as_ref()).map(|n| (i, *n)))
+        .filter_map(|i| networks.get(&i.name).map(|n| (i, n)))
         .filter(|(_, n)| n.source() != Source::Other)
         .collect()
 }
