@@ -141,7 +141,7 @@ impl<'a> Ctx<'a> {
     fn set_networks_annotation(&mut self, text: String) {
         self.vm
             .annotations
-            .insert(annotations::NETWORKS.to_string(), text);
+            .insert(annotations::NETWORKS.into(), text.into());
         self.requests = parse_requests(&self.vm);
     }
 

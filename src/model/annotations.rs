@@ -1,5 +1,5 @@
 //! The annotations the webhook reads (SPEC §2.1, §2.4, §2.5, §2.6, §2.10) and their parsers.
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{borrow::Cow, collections::BTreeMap, net::IpAddr};
 
 use super::text::parse_net;
 use ipnet::IpNet;
@@ -116,23 +116,40 @@ pub struct GuestRoute {
     pub metric: Option<u32>,
 }
 
+/// A string of the annotation, borrowed from its text where it has no escapes (serde
+/// borrows a `Cow` field, but copies a bare `Cow` in a list or an `Option`).
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRequest {
-    #[serde(default)]
-    addresses: Vec<String>,
-    gateway: Option<String>,
-    dns: Option<Vec<String>>,
+struct RawRequest<'a> {
+    #[serde(default, borrow)]
+    addresses: Vec<Text<'a>>,
+    #[serde(borrow)]
+    gateway: Option<Text<'a>>,
+    #[serde(borrow)]
+    dns: Option<Vec<Text<'a>>>,
     search: Option<Vec<String>>,
-    routes: Option<Vec<RawRoute>>,
+    #[serde(borrow)]
+    routes: Option<Vec<RawRoute<'a>>>,
     mtu: Option<u32>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRoute {
-    to: String,
-    via: Option<String>,
+struct RawRoute<'a> {
+    #[serde(borrow)]
+    to: Text<'a>,
+    #[serde(borrow)]
+    via: Option<Text<'a>>,
     metric: Option<u32>,
 }
 
@@ -143,13 +160,16 @@ pub fn parse_networks(text: &str) -> Result<BTreeMap<String, AddressRequest>> {
     // problem; both read networks in the same (sorted) order and keep the last of a repeated
     // network.
     if let Ok(entries) = serde_json::from_str::<BTreeMap<String, Entry>>(text) {
-        return entries
-            .into_iter()
-            .map(|(network, entry)| match entry.into_request() {
-                Ok(request) => Ok((network, request)),
-                Err(problem) => Err(Error::Network { network, problem }),
-            })
-            .collect();
+        // Inserted one by one: collecting sorts a list of all entries first, and these are
+        // sorted already.
+        let mut out = BTreeMap::new();
+        for (network, entry) in entries {
+            match entry.into_request() {
+                Ok(request) => out.insert(network, request),
+                Err(problem) => return Err(Error::Network { network, problem }),
+            };
+        }
+        return Ok(out);
     }
     parse_via_tree(text)
 }
@@ -171,26 +191,32 @@ fn parse_via_tree(text: &str) -> Result<BTreeMap<String, AddressRequest>> {
 }
 
 /// One network's entry as the text holds it: a string or an object.
-enum Entry {
-    Text(String),
-    Object(RawRequest),
+enum Entry<'a> {
+    Text(Cow<'a, str>),
+    Object(RawRequest<'a>),
 }
 
-impl<'de> Deserialize<'de> for Entry {
+impl<'de> Deserialize<'de> for Entry<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Entry;
+            type Value = Entry<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string or an object")
             }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Entry, E> {
-                Ok(Entry::Text(s.to_string()))
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> std::result::Result<Entry<'de>, E> {
+                Ok(Entry::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Entry<'de>, E> {
+                Ok(Entry::Text(Cow::Owned(s.to_string())))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
-            ) -> std::result::Result<Entry, A::Error> {
+            ) -> std::result::Result<Entry<'de>, A::Error> {
                 RawRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(Entry::Object)
             }
@@ -199,7 +225,7 @@ impl<'de> Deserialize<'de> for Entry {
     }
 }
 
-impl Entry {
+impl Entry<'_> {
     fn into_request(self) -> Result<AddressRequest, Problem> {
         match self {
             Entry::Text(s) => text_request(&s),
@@ -230,7 +256,7 @@ fn parse_request(v: Value) -> Result<AddressRequest, Problem> {
             // the field of an error.
             let raw = match RawRequest::deserialize(&v) {
                 Ok(raw) => raw,
-                Err(_) => serde_path_to_error::deserialize(v).map_err(|e| Problem::Field {
+                Err(_) => serde_path_to_error::deserialize(&v).map_err(|e| Problem::Field {
                     path: e.path().to_string(),
                     message: e.inner().to_string(),
                 })?,
@@ -248,7 +274,7 @@ fn ip(s: &str, what: &'static str) -> Result<IpAddr, Problem> {
     })
 }
 
-fn request_from_raw(raw: RawRequest) -> Result<AddressRequest, Problem> {
+fn request_from_raw(raw: RawRequest<'_>) -> Result<AddressRequest, Problem> {
     let mtu = raw
         .mtu
         .map(|m| {
@@ -281,8 +307,8 @@ fn request_from_raw(raw: RawRequest) -> Result<AddressRequest, Problem> {
                 routes
                     .iter()
                     .map(|r| {
-                        let to =
-                            parse_net(r.to.trim()).ok_or_else(|| Problem::RouteTo(r.to.clone()))?;
+                        let to = parse_net(r.to.trim())
+                            .ok_or_else(|| Problem::RouteTo(r.to.to_string()))?;
                         Ok(GuestRoute {
                             to: to.trunc(),
                             via: r.via.as_deref().map(|v| ip(v, "route via")).transpose()?,

@@ -37,12 +37,12 @@ pub struct Vm<'a> {
     pub namespace: Option<String>,
     /// The webhook's own annotations (`kubevirt-net-webhook.io/...`) at the layout's
     /// `vm_meta`.
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Annotations<'a>,
     /// Whether the `vm_meta` object has an `annotations` map (for patch paths).
     pub has_annotations: bool,
     /// Multus' annotation (`k8s.v1.cni.cncf.io/networks`) at the layout's `pod_meta`, if
     /// set.
-    pub pod_annotations: BTreeMap<String, String>,
+    pub pod_annotations: Annotations<'a>,
     /// `(apiVersion, kind)` of the object's owners.
     pub owners: Vec<(String, String)>,
     /// `status.created`: a VM whose VMI exists (SPEC §2.9).
@@ -51,6 +51,9 @@ pub struct Vm<'a> {
     pub halted: bool,
     pub spec: VmiSpec<'a>,
 }
+
+/// Annotations the engine reads, borrowed from the object where its own metadata holds them.
+pub type Annotations<'a> = BTreeMap<Cow<'a, str>, Cow<'a, str>>;
 
 /// Metadata inside an object (a template's), as far as the engine reads it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -116,22 +119,24 @@ impl<'a> Vm<'a> {
         // except the object's own, which is typed already.
         // Only the annotations the engine reads are copied: kubectl's
         // last-applied-configuration alone holds the whole manifest.
-        let meta_at =
-            |pointer: &str, keep: fn(&str) -> bool| -> Result<(BTreeMap<String, String>, bool)> {
-                if pointer == "/metadata" {
-                    let kept = meta.annotations.iter().flatten().filter(|(k, _)| keep(k));
-                    Ok((
-                        kept.map(|(k, v)| (k.clone(), v.clone())).collect(),
-                        meta.annotations.is_some(),
-                    ))
-                } else {
-                    let m: TemplateMeta = decode_at(data, pointer, false)?;
-                    let has = m.annotations.is_some();
-                    let mut kept = m.annotations.unwrap_or_default();
-                    kept.retain(|k, _| keep(k));
-                    Ok((kept, has))
-                }
-            };
+        let meta_at = |pointer: &str, keep: fn(&str) -> bool| -> Result<(Annotations<'a>, bool)> {
+            if pointer == "/metadata" {
+                let kept = meta.annotations.iter().flatten().filter(|(k, _)| keep(k));
+                Ok((
+                    kept.map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                        .collect(),
+                    meta.annotations.is_some(),
+                ))
+            } else {
+                let m: TemplateMeta = decode_at(data, pointer, false)?;
+                let has = m.annotations.is_some();
+                let kept = m.annotations.into_iter().flatten().filter(|(k, _)| keep(k));
+                Ok((
+                    kept.map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))).collect(),
+                    has,
+                ))
+            }
+        };
         let (annotations, has_annotations) =
             meta_at(layout.vm_meta, |k| k.starts_with(annotations::PREFIX))?;
         let (pod_annotations, _) = meta_at(layout.pod_meta, |k| k == annotations::MULTUS_NETWORKS)?;
@@ -426,7 +431,7 @@ impl<'a> Vm<'a> {
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.get(key).map(String::as_str)
+        self.annotations.get(key).map(AsRef::as_ref)
     }
 
     /// Whether an owner of the object is of `kind` (any version of `group`).

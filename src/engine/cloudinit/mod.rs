@@ -485,7 +485,7 @@ fn put(
 }
 
 /// Sets a VM annotation, creating the map when the object has none.
-fn set_annotation(ctx: &mut Ctx<'_>, ops: &mut Ops, key: &str, value: String) {
+fn set_annotation(ctx: &mut Ctx<'_>, ops: &mut Ops, key: &'static str, value: String) {
     let meta = ctx.vm.layout.vm_meta;
     if ctx.vm.has_annotations {
         ops.add(
@@ -496,7 +496,7 @@ fn set_annotation(ctx: &mut Ctx<'_>, ops: &mut Ops, key: &str, value: String) {
         ops.add(pointer(meta, ["annotations"]), json!({ key: value }));
         ctx.vm.has_annotations = true;
     }
-    ctx.vm.annotations.insert(key.to_string(), value);
+    ctx.vm.annotations.insert(key.into(), value.into());
 }
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
