@@ -32,6 +32,16 @@ impl<'v, T: Copy> ByName<'v, T> {
     pub fn contains(&self, name: &str) -> bool {
         self.all(name).next().is_some()
     }
+
+    /// The names given more than once, each once, in order of name.
+    pub fn repeated(&self) -> impl Iterator<Item = &'v str> + '_ {
+        let items = &self.0;
+        (1..items.len())
+            .filter(move |&k| {
+                items[k].0 == items[k - 1].0 && (k < 2 || items[k - 2].0 != items[k].0)
+            })
+            .map(move |k| items[k].0)
+    }
 }
 
 #[cfg(test)]
@@ -56,6 +66,10 @@ mod tests {
             prop_assert_eq!(index.all(&probe).collect::<Vec<_>>(), expected.clone());
             prop_assert_eq!(index.get(&probe), expected.last().copied());
             prop_assert_eq!(index.contains(&probe), !expected.is_empty());
+            let mut seen = std::collections::HashSet::new();
+            let repeated: std::collections::BTreeSet<&str> =
+                names.iter().map(String::as_str).filter(|n| !seen.insert(*n)).collect();
+            prop_assert_eq!(index.repeated().collect::<Vec<_>>(), repeated.into_iter().collect::<Vec<_>>());
         }
     }
 }

@@ -25,12 +25,27 @@ pub(super) fn list<S: std::fmt::Debug>(items: impl ExactSizeIterator<Item = S>) 
     shown.join(", ")
 }
 
+/// The names of the interfaces and of the networks.
+fn names<'v>(ctx: &'v Ctx<'_>) -> (ByName<'v, ()>, ByName<'v, ()>) {
+    (
+        ByName::new(ctx.vm.interfaces().iter().map(|i| (i.name.as_ref(), ()))),
+        ByName::new(ctx.vm.networks().iter().map(|n| (n.name.as_ref(), ()))),
+    )
+}
+
 /// Interfaces (by index) and networks (by index) that have no partner of the same name.
 fn unpaired(ctx: &Ctx<'_>) -> (Vec<usize>, Vec<usize>) {
+    let (iface_names, net_names) = names(ctx);
+    unpaired_of(ctx, &iface_names, &net_names)
+}
+
+fn unpaired_of(
+    ctx: &Ctx<'_>,
+    iface_names: &ByName<'_, ()>,
+    net_names: &ByName<'_, ()>,
+) -> (Vec<usize>, Vec<usize>) {
     let ifaces = ctx.vm.interfaces();
     let nets = ctx.vm.networks();
-    let net_names = ByName::new(nets.iter().map(|n| (n.name.as_ref(), ())));
-    let iface_names = ByName::new(ifaces.iter().map(|i| (i.name.as_ref(), ())));
     let lonely_ifaces = (0..ifaces.len())
         .filter(|&i| !net_names.contains(ifaces[i].name.as_ref()))
         .collect();
@@ -139,7 +154,8 @@ pub(super) fn drop_redundant_multus_annotation(
 
 /// Denies interfaces without a network, networks without an interface, and duplicate names.
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
-    let (lonely_ifaces, lonely_nets) = unpaired(ctx);
+    let (iface_names, net_names) = names(ctx);
+    let (lonely_ifaces, lonely_nets) = unpaired_of(ctx, &iface_names, &net_names);
     if !lonely_ifaces.is_empty() || !lonely_nets.is_empty() {
         let mut parts = Vec::new();
         if !lonely_ifaces.is_empty() {
@@ -161,22 +177,8 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             parts.join("; ")
         ));
     }
-    for (what, names) in [
-        (
-            "interface",
-            ctx.vm
-                .interfaces()
-                .iter()
-                .map(|i| i.name.as_ref())
-                .collect::<Vec<_>>(),
-        ),
-        (
-            "network",
-            ctx.vm.networks().iter().map(|n| n.name.as_ref()).collect(),
-        ),
-    ] {
-        let mut seen = HashSet::new();
-        let dups: BTreeSet<&str> = names.into_iter().filter(|n| !seen.insert(*n)).collect();
+    for (what, names) in [("interface", &iface_names), ("network", &net_names)] {
+        let dups: Vec<&str> = names.repeated().collect();
         for d in dups.iter().take(LISTED) {
             verdict.denials.push(format!(
                 "{what} name {d:?} is used more than once; names must be unique"
