@@ -117,8 +117,9 @@ impl<'a> Vm<'a> {
         let data = &object.data;
         // `data` is the object without `metadata`; metadata pointers are read from it too,
         // except the object's own, which is typed already.
-        // Only the annotations the engine reads are copied: kubectl's
-        // last-applied-configuration alone holds the whole manifest.
+        // Only the annotations the engine reads are kept (borrowed from the object's own
+        // metadata, copied from a template's): kubectl's last-applied-configuration alone
+        // holds the whole manifest.
         let meta_at = |pointer: &str, keep: fn(&str) -> bool| -> Result<(Annotations<'a>, bool)> {
             if pointer == "/metadata" {
                 let kept = meta.annotations.iter().flatten().filter(|(k, _)| keep(k));
