@@ -55,8 +55,12 @@ pub struct NadRef<'a> {
 impl<'a> NadRef<'a> {
     /// Resolves `reference` for a VM in `vm_namespace`.
     pub fn resolve(reference: &'a str, vm_namespace: &'a str) -> Self {
-        match reference.split_once('/') {
-            Some((namespace, name)) => Self { namespace, name },
+        // A byte scan: `split_once('/')` sets up a searcher, and every rule resolves references.
+        match reference.bytes().position(|b| b == b'/') {
+            Some(at) => Self {
+                namespace: &reference[..at],
+                name: &reference[at + 1..],
+            },
             None => Self {
                 namespace: vm_namespace,
                 name: reference,
