@@ -62,9 +62,10 @@ pub fn push_net(out: &mut String, net: &IpNet) {
     push_decimal(out, u64::from(net.prefix_len()));
 }
 
-/// `s` as [`IpNet`]'s `FromStr` reads it. ipnet's parser boxes two closures per call; an
-/// IPv4 CIDR in the form std reads (no leading zeros in octets) is read here, everything
-/// else by ipnet, so what is accepted and what it means is ipnet's either way.
+/// `s` as [`IpNet`]'s `FromStr` reads it. ipnet's parser tries IPv4, then IPv6, through
+/// boxed alternatives that back up on failure; an IPv4 CIDR in the form std reads (no leading
+/// zeros in octets) is read here, everything else by ipnet, so what is accepted and what it
+/// means is ipnet's either way.
 pub fn parse_net(s: &str) -> Option<IpNet> {
     let fast = s.split_once('/').and_then(|(addr, prefix)| {
         let addr: Ipv4Addr = addr.parse().ok()?;
