@@ -202,8 +202,6 @@ fn check_network<'n>(
     let Some(nad_ref) = net.nad_ref(ctx.namespace) else {
         return;
     };
-    // `namespace/name`, written out only for a message.
-    let nad_key = nad_ref;
     // Formatted only for a message: most addresses are fine.
     let at = || {
         if from_annotation {
@@ -214,7 +212,7 @@ fn check_network<'n>(
             )
         } else {
             format!(
-                "network {:?} (address pinned by NetworkAttachmentDefinition {nad_key})",
+                "network {:?} (address pinned by NetworkAttachmentDefinition {nad_ref})",
                 net.name
             )
         }
@@ -236,12 +234,12 @@ fn check_network<'n>(
         if from_annotation && !subnets.is_empty() {
             match subnets.iter().find(|s| s.contains(&ip)) {
                 None => verdict.denials.push(format!(
-                    "{}: {addr} is outside the subnet of NetworkAttachmentDefinition {nad_key} ({}); request an address inside it",
+                    "{}: {addr} is outside the subnet of NetworkAttachmentDefinition {nad_ref} ({}); request an address inside it",
                     at(),
                     subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 )),
                 Some(s) if s.prefix_len() != addr.prefix_len() => verdict.warnings.push(format!(
-                    "{}: {addr} has prefix length /{} but NetworkAttachmentDefinition {nad_key} uses {s}",
+                    "{}: {addr} has prefix length /{} but NetworkAttachmentDefinition {nad_ref} uses {s}",
                     at(),
                     addr.prefix_len()
                 )),
@@ -275,7 +273,7 @@ fn check_network<'n>(
         });
         if let Some(other) = other {
             verdict.denials.push(format!(
-                "{}: {ip} is already requested by {} on NetworkAttachmentDefinition {nad_key}; two guests with one address break both. Request a free address{}",
+                "{}: {ip} is already requested by {} on NetworkAttachmentDefinition {nad_ref}; two guests with one address break both. Request a free address{}",
                 at(),
                 ctx.describe_other(other),
                 if from_annotation { "" } else { " through the annotation, or give this VM its own NAD" }

@@ -1,7 +1,7 @@
 //! MAC addresses: parsing, formatting and the deterministic derivation of SPEC §2.3.
 use std::fmt;
 
-use super::{config::MacPrefix, identity::Identity};
+use super::{config::MacPrefix, identity::Identity, text::hex_digits};
 
 /// KubeVirt gives the masquerade guest this MAC; no other NIC may have it.
 pub const RESERVED: Mac = Mac(0x02_00_00_00_00_00);
@@ -63,11 +63,9 @@ impl Mac {
     /// `aa:bb:cc:dd:ee:ff` on the stack: written on every /mutate, where six `{:02x}`
     /// through the formatter cost more than the rest of the MAC rule.
     fn text_bytes(self) -> [u8; 17] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [b':'; 17];
         for (i, b) in self.0.to_be_bytes()[2..].iter().enumerate() {
-            out[3 * i] = DIGITS[usize::from(b >> 4)];
-            out[3 * i + 1] = DIGITS[usize::from(b & 0xf)];
+            out[3 * i..3 * i + 2].copy_from_slice(&hex_digits(*b));
         }
         out
     }

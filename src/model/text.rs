@@ -9,11 +9,17 @@ use std::{
 
 use ipnet::IpNet;
 
+/// `b` as two lowercase hex digits (`{b:02x}`), as bytes.
+pub fn hex_digits(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]
+}
+
 /// Appends `b` as two lowercase hex digits (`{b:02x}`).
 pub fn push_hex(out: &mut String, b: u8) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.push(char::from(DIGITS[usize::from(b >> 4)]));
-    out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    for d in hex_digits(b) {
+        out.push(char::from(d));
+    }
 }
 
 /// Appends `n` in decimal (`{n}`).
