@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    engine::{self, Request},
+    engine::{self, Request, Rule, Verdict, Violation},
     inventory::Inventory,
     model::{
-        config::Config,
+        config::{Config, Enforcement},
         kinds::{self, Kind},
     },
 };
@@ -24,17 +24,54 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Mutate,
+    /// `/validate`: enforces as the configuration's `enforcement` says.
     Validate,
+    /// `/validate/warn`: warns instead of denying, whatever the configuration (SPEC §2.11);
+    /// `deploy/` routes namespaces labelled `kubevirt-net-webhook.io/enforcement: warn` here.
+    ValidateWarn,
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 3] = [Endpoint::Mutate, Endpoint::Validate, Endpoint::ValidateWarn];
+
+    /// The name in metrics and logs; the path is `/` and this.
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::Mutate => "mutate",
             Endpoint::Validate => "validate",
+            Endpoint::ValidateWarn => "validate/warn",
         }
     }
 }
+
+/// What became of a violation (SPEC §2.11), as in the `action` label of
+/// `kubevirt_net_webhook_violations_total` and in `auditAnnotations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// The request was denied for it.
+    Deny,
+    /// Allowed with a warning: `enforcement: warn`, or `/validate/warn`.
+    Warn,
+    /// Allowed with a warning: the stored object had it too.
+    Ratchet,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Deny, Action::Warn, Action::Ratchet];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deny => "deny",
+            Action::Warn => "warn",
+            Action::Ratchet => "ratchet",
+        }
+    }
+}
+
+/// The key of the response's `auditAnnotations` that lists the violations found.
+pub const AUDIT_ANNOTATION: &str = "violations";
+/// At most this many violations are listed in the audit annotation; the rest are counted.
+const AUDITED: usize = 32;
 
 /// The AdmissionReview versions the webhook answers, each in its own version.
 pub const VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
@@ -383,7 +420,11 @@ impl Parsed {
             }
             Inner::Request(req) => {
                 let facts = Facts::of(req);
-                Answer::new(decide(req, endpoint, inventory, config), facts)
+                let mut found = Vec::new();
+                let response = decide(req, endpoint, inventory, config, &mut found);
+                let mut answer = Answer::new(response, facts);
+                answer.violations = found;
+                answer
             }
         }
     }
@@ -399,6 +440,7 @@ fn decide(
     endpoint: Endpoint,
     inventory: &Inventory,
     config: &Config,
+    found: &mut Vec<(Rule, Action)>,
 ) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
     let Some(kind) = ours(req) else {
@@ -426,17 +468,90 @@ fn decide(
                 Err(e) => bad_request(AdmissionResponse::from(req), &e.to_string()),
             },
         },
-        Endpoint::Validate => match engine::validate(&request, inventory, config) {
-            Err(e) => bad_request(response, &e.to_string()),
-            Ok(v) if v.allowed() => with_warnings(response, v.warnings),
-            Ok(v) => {
-                let mut response = response.deny(v.message());
-                response.result.code = 403;
-                response.result.reason = "Forbidden".into();
-                with_warnings(response, v.warnings)
+        Endpoint::Validate | Endpoint::ValidateWarn => {
+            let enforcement = match endpoint {
+                Endpoint::ValidateWarn => Enforcement::Warn,
+                _ => config.enforcement,
+            };
+            match engine::validate(&request, inventory, config) {
+                Err(e) => bad_request(response, &e.to_string()),
+                Ok(v) => enforce(response, v, enforcement, found),
             }
-        },
+        }
     }
+}
+
+/// Turns a verdict into the answer (SPEC §2.11): denied only for new violations under
+/// `enforcement: deny`; every other violation is a warning; all of them are listed in the
+/// `auditAnnotations` for the API server's audit log, and in `found` for the metrics.
+fn enforce(
+    response: AdmissionResponse,
+    verdict: Verdict,
+    enforcement: Enforcement,
+    found: &mut Vec<(Rule, Action)>,
+) -> AdmissionResponse {
+    let Verdict {
+        mut warnings,
+        denials,
+        ratcheted,
+    } = verdict;
+    let deny = !denials.is_empty() && enforcement == Enforcement::Deny;
+    let denial_action = if deny { Action::Deny } else { Action::Warn };
+    let listed: Vec<(&Violation, Action)> = denials
+        .iter()
+        .map(|v| (v, denial_action))
+        .chain(ratcheted.iter().map(|v| (v, Action::Ratchet)))
+        .collect();
+    found.extend(listed.iter().map(|(v, a)| (v.rule, *a)));
+    for (v, action) in &listed {
+        match action {
+            Action::Deny => {}
+            Action::Warn => warnings.push(format!(
+                "not enforced (enforcement: warn), would be denied [{}]: {}",
+                v.rule, v.message
+            )),
+            Action::Ratchet => warnings.push(format!(
+                "already there before this update, so not enforced until it is fixed [{}]: {}",
+                v.rule, v.message
+            )),
+        }
+    }
+    let audit = audit_annotation(&listed);
+    let mut response = if deny {
+        let messages: Vec<&str> = denials.iter().map(|v| v.message.as_str()).collect();
+        let mut response = response.deny(messages.join("; "));
+        response.result.code = 403;
+        response.result.reason = "Forbidden".into();
+        response
+    } else {
+        response
+    };
+    if let Some(audit) = audit {
+        response
+            .audit_annotations
+            .insert(AUDIT_ANNOTATION.to_string(), audit);
+    }
+    with_warnings(response, warnings)
+}
+
+/// The `violations` audit annotation: a JSON list of `{rule, action, subject}`, bounded
+/// whatever the object holds.
+fn audit_annotation(listed: &[(&Violation, Action)]) -> Option<String> {
+    if listed.is_empty() {
+        return None;
+    }
+    let mut entries: Vec<Value> = listed
+        .iter()
+        .take(AUDITED)
+        .map(|(v, action)| {
+            let subject: String = v.subject.chars().take(256).collect();
+            serde_json::json!({"rule": v.rule.id(), "action": action.as_str(), "subject": subject})
+        })
+        .collect();
+    if listed.len() > AUDITED {
+        entries.push(serde_json::json!({"more": listed.len() - AUDITED}));
+    }
+    Some(Value::Array(entries).to_string())
 }
 
 fn response_or_bad_request(
@@ -538,6 +653,8 @@ pub struct Answer {
     /// The AdmissionReview to send back, in the version asked in.
     pub review: AdmissionReview<DynamicObject>,
     pub facts: Facts,
+    /// The violations found and what became of each (`/validate` only).
+    pub violations: Vec<(Rule, Action)>,
 }
 
 impl Answer {
@@ -545,6 +662,7 @@ impl Answer {
         Self {
             review: response.into_review(),
             facts,
+            violations: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ fn run(name: &str) -> Run {
         nads: None,
         vms: None,
         config: None,
+        enforcement: None,
         output: Output::Json,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -200,6 +200,24 @@ fn selects(selector: &Value, labels: &Value) -> bool {
     !match_labels.is_empty() && match_labels.iter().all(|(k, v)| &labels[k] == v)
 }
 
+/// Whether a selector's `matchExpressions` select a namespace with `labels`.
+fn expressions_select(selector: &Value, labels: &Value) -> bool {
+    let exprs = selector["matchExpressions"]
+        .as_array()
+        .expect("matchExpressions");
+    exprs.iter().all(|e| {
+        let value = labels[e["key"].as_str().unwrap()].as_str();
+        let values = strs(&e["values"]);
+        match e["operator"].as_str().unwrap() {
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            "In" => value.is_some_and(|v| values.contains(&v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+            op => panic!("operator {op}"),
+        }
+    })
+}
+
 /// The port an `--listen`-style flag binds, or its default.
 fn flag_port(args: &[&str], flag: &str, default: u64) -> u64 {
     let value = args
@@ -406,7 +424,8 @@ fn check_common(objects: &[Value]) {
         "Service 443 must reach the HTTPS listener"
     );
 
-    // Webhooks.
+    // Webhooks: /mutate, and /validate or /validate/warn by the namespace's enforcement
+    // label (SPEC §2.11).
     let expected = [
         (
             "MutatingWebhookConfiguration",
@@ -418,12 +437,37 @@ fn check_common(objects: &[Value]) {
             "validate.kubevirt-net-webhook.io",
             "/validate",
         ),
+        (
+            "ValidatingWebhookConfiguration",
+            "validate-warn.kubevirt-net-webhook.io",
+            "/validate/warn",
+        ),
     ];
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let names: Vec<&str> = one(objects, kind)["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .filter_map(|w| w["name"].as_str())
+            .collect();
+        let wanted: Vec<&str> = expected
+            .iter()
+            .filter(|(k, ..)| *k == kind)
+            .map(|(_, name, _)| *name)
+            .collect();
+        assert_eq!(names, wanted, "{kind}");
+    }
     for (kind, webhook_name, path) in expected {
         let config = one(objects, kind);
-        let webhooks = config["webhooks"].as_array().expect("webhooks");
-        assert_eq!(webhooks.len(), 1, "{kind}: one webhook");
-        let w = &webhooks[0];
+        let w = config["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .find(|w| w["name"] == webhook_name)
+            .expect("the webhook");
         assert_eq!(w["name"], webhook_name);
         let svc = &w["clientConfig"]["service"];
         assert_eq!(
@@ -513,6 +557,39 @@ fn check_common(objects: &[Value]) {
                     && strs(&e["values"]).contains(&NAMESPACE)),
             "{kind}: own namespace excluded"
         );
+        let conditions: Vec<&str> = w["matchConditions"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            conditions,
+            ["not-being-deleted", "changes-what-the-webhook-reads"],
+            "{kind} {webhook_name}: matchConditions"
+        );
+    }
+    // Each namespace is validated by exactly one entry, whatever its enforcement label.
+    let validating = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+        .as_array()
+        .unwrap();
+    for (labels, path) in [
+        (json!({}), "/validate"),
+        (
+            json!({"kubevirt-net-webhook.io/enforcement": "deny"}),
+            "/validate",
+        ),
+        (
+            json!({"kubevirt-net-webhook.io/enforcement": "warn"}),
+            "/validate/warn",
+        ),
+    ] {
+        let mut labels = labels;
+        labels["kubernetes.io/metadata.name"] = json!("team-a");
+        let chosen: Vec<&Value> = validating
+            .iter()
+            .filter(|w| expressions_select(&w["namespaceSelector"], &labels))
+            .map(|w| &w["clientConfig"]["service"]["path"])
+            .collect();
+        assert_eq!(chosen, [path], "{labels}");
     }
 
     check_resources(container);

@@ -20,6 +20,7 @@ fn run(files: Vec<PathBuf>, nads: Option<PathBuf>, output: Output) -> (Vec<u8>, 
         nads,
         vms: None,
         config: None,
+        enforcement: None,
         output,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());

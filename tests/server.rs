@@ -57,6 +57,7 @@ fn review_patches(file: &Path) -> (Vec<Value>, String) {
         nads: Some(CASES.into()),
         vms: Some(CASES.into()),
         config: None,
+        enforcement: None,
         output: Output::Patch,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -11,7 +11,7 @@ use crate::{
     inventory::{self, Inventory, apply::Cached},
     manifests::{self, Document},
     model::{
-        config::{self, Config},
+        config::{self, Config, Enforcement},
         kinds::{self, Kind},
         vm::Vm,
     },
@@ -34,6 +34,10 @@ pub struct ReviewArgs {
     /// Webhook configuration file (YAML).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// `warn` answers as `/validate/warn` does: violations become warnings, nothing is
+    /// denied. Overrides the configuration's `enforcement`.
+    #[arg(long, value_name = "deny|warn")]
+    pub enforcement: Option<Enforcement>,
     /// What to print on stdout.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Yaml)]
     pub output: Output,
@@ -177,7 +181,10 @@ pub fn review(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Summary, Error> {
-    let config = Config::load(args.config.as_deref())?;
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(enforcement) = args.enforcement {
+        config.enforcement = enforcement;
+    }
     let mut inputs = Vec::new();
     for path in &args.files {
         inputs.extend(manifests::read_path(path)?);

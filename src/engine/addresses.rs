@@ -7,10 +7,11 @@ use foldhash::{HashMap, HashMapExt};
 use ipnet::IpNet;
 
 use super::{
-    Ctx, Verdict,
+    Ctx,
     by_name::ByName,
     names::list,
     tenancy::{self, Access},
+    violations::{Findings, Rule},
 };
 use crate::inventory::with_key;
 use crate::model::{
@@ -109,15 +110,23 @@ fn is_host_address(addr: &IpNet) -> bool {
     }
 }
 
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     if let Err(e) = NetworkDataMode::parse(ctx.vm.annotation(annotations::NETWORK_DATA)) {
-        verdict.denials.push(e.to_string());
+        verdict.deny(
+            Rule::InvalidAnnotation,
+            format!("annotation {}", annotations::NETWORK_DATA),
+            e.to_string(),
+        );
     }
     let none = BTreeMap::new();
     let requests = match annotation_requests(ctx) {
         Ok(r) => r,
         Err(e) => {
-            verdict.denials.push(e.to_string());
+            verdict.deny(
+                Rule::InvalidAnnotation,
+                format!("annotation {}", annotations::NETWORKS),
+                e.to_string(),
+            );
             &none
         }
     };
@@ -125,7 +134,11 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     let networks = ByName::new(ctx.vm.networks().iter().map(|n| (n.name.as_ref(), n)));
     // Named once, however many keys name no network: a message must not grow with the
     // product of two lists.
-    let unknown: Vec<&String> = requests.keys().filter(|k| !networks.contains(k)).collect();
+    let unknown: Vec<String> = requests
+        .keys()
+        .filter(|k| !networks.contains(k))
+        .cloned()
+        .collect();
     if !unknown.is_empty() {
         let known = ctx.vm.networks();
         let known = if known.is_empty() {
@@ -139,26 +152,32 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
                 .join(", ")
                 + if known.len() > 20 { ", ..." } else { "" }
         };
-        let (at, what) = match unknown.as_slice() {
-            [one] => (at(one), "of that name".to_string()),
-            many => (
-                format!("annotation {}", annotations::NETWORKS),
-                format!("named {}", list(many.iter())),
-            ),
-        };
-        verdict.denials.push(format!(
-            "{at}: the VM has no network {what} (its networks: {known}); use the names in {}",
-            ctx.vm.networks_field()
-        ));
+        verdict.deny_each(Rule::UnknownNetwork, unknown, |unknown| {
+            let (at, what) = match unknown {
+                [one] => (at(one), "of that name".to_string()),
+                many => (
+                    format!("annotation {}", annotations::NETWORKS),
+                    format!("named {}", list(many.iter())),
+                ),
+            };
+            format!(
+                "{at}: the VM has no network {what} (its networks: {known}); use the names in {}",
+                ctx.vm.networks_field()
+            )
+        });
     }
     for name in requests.keys() {
         match networks.get(name) {
             None => {}
             // The pod network uses DHCP anyway.
-            Some(n) if n.multus.is_none() && !requests[name].dhcp => verdict.denials.push(format!(
-                "{}: addresses can only be requested for Multus networks; the pod network's address comes from the cluster",
-                at(name)
-            )),
+            Some(n) if n.multus.is_none() && !requests[name].dhcp => verdict.deny(
+                Rule::PodNetworkAddress,
+                format!("network {name:?}"),
+                format!(
+                    "{}: addresses can only be requested for Multus networks; the pod network's address comes from the cluster",
+                    at(name)
+                ),
+            ),
             Some(_) => {}
         }
     }
@@ -191,7 +210,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
 #[allow(clippy::too_many_arguments)]
 fn check_network<'n>(
     ctx: &Ctx<'_>,
-    verdict: &mut Verdict,
+    verdict: &mut Findings<'_>,
     net: &'n Network,
     nad: Option<&Nad>,
     request: Option<&AddressRequest>,
@@ -224,7 +243,7 @@ fn check_network<'n>(
     for addr in &config.addresses {
         let ip = addr.addr();
         if !is_host_address(addr) {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::NotAHostAddress, format!("network {:?} address {addr}", net.name), format!(
                 "{}: {addr} is the network or broadcast address of its subnet, not a host address; pick a host address such as {}",
                 at(),
                 addr.hosts().next().map_or("another".to_string(), |h| h.to_string())
@@ -233,7 +252,7 @@ fn check_network<'n>(
         let subnets = subnets_of(ip.is_ipv4());
         if from_annotation && !subnets.is_empty() {
             match subnets.iter().find(|s| s.contains(&ip)) {
-                None => verdict.denials.push(format!(
+                None => verdict.deny(Rule::AddressOutsideSubnet, format!("network {:?} address {addr}", net.name), format!(
                     "{}: {addr} is outside the subnet of NetworkAttachmentDefinition {nad_ref} ({}); request an address inside it",
                     at(),
                     subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
@@ -247,7 +266,7 @@ fn check_network<'n>(
             }
         }
         if let Some(other) = mine.get(&ip) {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::DuplicateAddress, format!("network {:?} address {ip}", net.name), format!(
                 "{}: {ip} is also requested for network {other:?} of this VM; every NIC needs its own address",
                 at()
             ));
@@ -272,7 +291,7 @@ fn check_network<'n>(
             })
         });
         if let Some(other) = other {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::AddressConflict, format!("network {:?} address {ip} on NAD {nad_ref}", net.name), format!(
                 "{}: {ip} is already requested by {} on NetworkAttachmentDefinition {nad_ref}; two guests with one address break both. Request a free address{}",
                 at(),
                 ctx.describe_other(other),
@@ -295,7 +314,7 @@ fn check_network<'n>(
             )
         };
         if !inside {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::GatewayOutsideSubnet, format!("network {:?} gateway {gw}", net.name), format!(
                 "{}: gateway {gw} is outside {scope}, so the guest cannot reach it; use a gateway inside {}",
                 at(),
                 if subnets.is_empty() {

@@ -1,12 +1,13 @@
 //! Binding/CNI compatibility and NAD existence (SPEC §2.2).
 use super::{
-    Ctx, Verdict,
+    Ctx,
     by_name::ByName,
     tenancy::{self, Access},
+    violations::{Findings, Rule},
 };
 use crate::model::{config::MissingNad, nad::NadRef, vm::Binding};
 
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     let by_name = ByName::new(
         ctx.vm
             .interfaces()
@@ -32,7 +33,11 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             );
             match ctx.config.missing_network_attachment {
                 MissingNad::Warn => verdict.warnings.push(message),
-                MissingNad::Deny => verdict.denials.push(message),
+                MissingNad::Deny => verdict.deny(
+                    Rule::MissingNad,
+                    format!("network {:?} on NAD {ns}/{name}", net.name),
+                    message,
+                ),
             }
             continue;
         };
@@ -50,7 +55,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         for i in by_name.all(&net.name) {
             let iface = &ctx.vm.interfaces()[i];
             if iface.binding() == Binding::Bridge && incompatible {
-                verdict.denials.push(format!(
+                verdict.deny(Rule::BridgeBinding, format!("interface {:?} on NAD {ns}/{name}", iface.name), format!(
                     "interface {:?} ({}[{i}]) uses the bridge binding on NetworkAttachmentDefinition {ns}/{name}, whose CNI type is {cni:?}: the bridge binding moves the pod interface's MAC into the guest, and {cni} needs the pod interface to keep it, so the VM would get no traffic. Use a bridge- or OVS-CNI NAD with the bridge binding, or the macvtap binding plugin (binding: {{name: macvtap}}) with a macvtap NAD, or SR-IOV (sriov: {{}}) with an SR-IOV NAD",
                     iface.name,
                     ctx.vm.interfaces_field()

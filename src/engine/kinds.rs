@@ -1,7 +1,10 @@
 //! Every object that puts a NIC into a guest (SPEC §2.8): what differs by kind. The rules
 //! themselves are the same for all; a VMI that KubeVirt made for a VM was decided with its
 //! VM, and a template shared by replicas may not claim what only one guest can hold.
-use super::{Ctx, Verdict, addresses};
+use super::{
+    Ctx, addresses,
+    violations::{Findings, Rule},
+};
 use crate::model::{
     kinds::Kind,
     vm::{INTERFACES, Vm},
@@ -13,7 +16,7 @@ pub(super) fn decided_with_its_vm(vm: &Vm) -> bool {
 }
 
 /// Denies a MAC or a static address in a template every replica shares.
-pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     let kind = ctx.vm.kind;
     if !kind.is_shared_template() {
         return;
@@ -29,7 +32,7 @@ pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Verdict) {
     let field = ctx.vm.spec_field(INTERFACES);
     for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
         if let Some(mac) = &iface.mac_address {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::SharedTemplateMac, format!("interface {:?} MAC {mac}", iface.name), format!(
                 "interface {:?} ({field}[{i}].macAddress): a {} template is shared by every replica, so each would claim {mac}; remove macAddress: {replicas}",
                 iface.name,
                 kind.name()
@@ -46,7 +49,7 @@ pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         let dhcp = request.is_some_and(|r| r.dhcp);
         let pinned = !dhcp && ctx.nad(r).is_some_and(|n| n.ipam.pinned.is_some());
         if from_annotation || pinned {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::SharedTemplateAddress, format!("network {:?}", net.name), format!(
                 "network {:?}: a {} template is shared by every replica, so each would claim the same {}; {}",
                 net.name,
                 kind.name(),

@@ -1,7 +1,10 @@
 //! A hard cap on what one request may make the engine do (a hostile tenant writes the
 //! request): far above what KubeVirt runs, and a clear denial beyond. With the rules linear
 //! (or `n log n`) in the size of the VM, these bound the time and memory of every decision.
-use super::{Ctx, Verdict};
+use super::{
+    Ctx,
+    violations::{Findings, Rule},
+};
 use crate::model::annotations;
 
 /// Interfaces, networks, volumes and disks each; KubeVirt guests hot-plug at most a few
@@ -67,14 +70,18 @@ pub(super) fn exceeded(ctx: &Ctx<'_>) -> Option<String> {
 }
 
 /// Denies a request beyond the caps; the other rules are not run on it.
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) -> bool {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) -> bool {
     match exceeded(ctx) {
         None => true,
         Some(what) => {
-            verdict.denials.push(format!(
-                "the {} is larger than the webhook reviews: {what}; split it, or remove what it does not use",
-                ctx.vm.kind.name()
-            ));
+            verdict.deny(
+                Rule::TooLarge,
+                ctx.vm.kind.name().to_string(),
+                format!(
+                    "the {} is larger than the webhook reviews: {what}; split it, or remove what it does not use",
+                    ctx.vm.kind.name()
+                ),
+            );
             false
         }
     }

@@ -3,7 +3,10 @@ use serde_json::Value;
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
-use super::{Ctx, Ops, Verdict, patch};
+use super::{
+    Ctx, Ops, patch,
+    violations::{Findings, Rule},
+};
 use crate::inventory::with_key;
 use crate::model::{
     mac::{self, Mac},
@@ -105,7 +108,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
 }
 
 /// Denies malformed, multicast, all-zero and reserved MACs, and MACs used twice.
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     let mut seen: HashMap<Mac, &str> = HashMap::new();
     let field = ctx.vm.interfaces_field();
     for (i, iface) in ctx.vm.interfaces().iter().enumerate() {
@@ -115,14 +118,14 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         // Formatted only for a message: most MACs are fine.
         let at = || format!("interface {:?} ({field}[{i}].macAddress)", iface.name);
         let Some(mac) = Mac::parse(text) else {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::InvalidMac, format!("interface {:?} MAC {text:?}", iface.name), format!(
                 "{}: {text:?} is not a MAC address; write six hex bytes like 02:1a:2b:3c:4d:5e, or remove it to get a stable generated one",
                 at()
             ));
             continue;
         };
         if let Some(why) = mac.unusable() {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::UnusableMac, format!("interface {:?} MAC {mac}", iface.name), format!(
                 "{}: {mac} {why}; use a unicast, locally administered MAC like 02:1a:2b:3c:4d:5e, or remove it to get a generated one",
                 at()
             ));
@@ -136,10 +139,14 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             ));
         }
         if let Some(other) = seen.get(&mac) {
-            verdict.denials.push(format!(
-                "{}: {mac} is also the MAC of interface {other:?}; every NIC needs its own",
-                at()
-            ));
+            verdict.deny(
+                Rule::DuplicateMac,
+                format!("interface {:?} MAC {mac}", iface.name),
+                format!(
+                    "{}: {mac} is also the MAC of interface {other:?}; every NIC needs its own",
+                    at()
+                ),
+            );
         } else {
             seen.insert(mac, &iface.name);
         }
@@ -148,7 +155,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
                 ctx.inventory.mac_user(k, mac, ctx.me())
             });
             if let Some(other) = other {
-                verdict.denials.push(format!(
+                verdict.deny(Rule::MacConflict, format!("interface {:?} MAC {mac} on NAD {nad}", iface.name), format!(
                     "{}: {mac} is already used by {} on NetworkAttachmentDefinition {nad}; two NICs with one MAC on one network break both. Pick another or remove macAddress to get a generated one",
                     at(),
                     ctx.describe_other(other)

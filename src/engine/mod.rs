@@ -43,8 +43,11 @@ mod names;
 pub mod patch;
 pub mod pools;
 mod tenancy;
+pub mod violations;
 
 use patch::Ops;
+use violations::{Findings, Keys, Stored};
+pub use violations::{Rule, Violation};
 
 /// Errors that stop the engine from deciding at all.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +85,9 @@ pub struct Mutation {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdict {
     pub warnings: Vec<String>,
-    pub denials: Vec<String>,
+    pub denials: Vec<Violation>,
+    /// Violations the stored object has too (SPEC §2.11): allowed, with a warning each.
+    pub ratcheted: Vec<Violation>,
 }
 
 impl Verdict {
@@ -92,7 +97,8 @@ impl Verdict {
 
     /// The denials as one message, as kube-apiserver shows a single `status.message`.
     pub fn message(&self) -> String {
-        self.denials.join("; ")
+        let messages: Vec<&str> = self.denials.iter().map(|v| v.message.as_str()).collect();
+        messages.join("; ")
     }
 }
 
@@ -215,6 +221,9 @@ fn parse_requests(vm: &Vm) -> annotations::Result<Requests> {
 /// then pool addresses (written where the network config reads requested addresses), then the
 /// network config.
 pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Mutation> {
+    if deleting(req) {
+        return Ok(Mutation::default());
+    }
     let mut ctx = Ctx::new(req, inventory, config)?;
     if ctx.mutation_disabled() || kinds::decided_with_its_vm(&ctx.vm) {
         return Ok(Mutation::default());
@@ -242,22 +251,67 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
 }
 
 /// `/validate`: everything still wrong, each denial naming the field and the fix.
+///
+/// On UPDATE, what the stored object already had is ratcheted (SPEC §2.11): allowed with a
+/// warning, so that a VM admitted before the webhook (or before its NAD changed) can still be
+/// started, stopped, labelled and fixed. The stored object is evaluated only when the new one
+/// has a violation.
 pub fn validate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Verdict> {
+    if deleting(req) {
+        return Ok(Verdict::default());
+    }
     let ctx = Ctx::new(req, inventory, config)?;
-    let mut verdict = Verdict::default();
-    if kinds::decided_with_its_vm(&ctx.vm) || !limits::check(&ctx, &mut verdict) {
-        return Ok(verdict);
+    let evaluate = || stored_violations(req, inventory, config);
+    let stored = ctx.old.is_some().then(|| Stored::new(&evaluate));
+    let mut findings = Findings::new(stored);
+    check(&ctx, &mut findings);
+    Ok(Verdict {
+        warnings: findings.warnings,
+        denials: findings.denials,
+        ratcheted: findings.ratcheted,
+    })
+}
+
+/// Every rule of `/validate`, in the order their messages are shown.
+fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
+    if kinds::decided_with_its_vm(&ctx.vm) || !limits::check(ctx, verdict) {
+        return;
     }
-    names::check(&ctx, &mut verdict);
-    tenancy::check(&ctx, &mut verdict);
-    binding::check(&ctx, &mut verdict);
-    addresses::check(&ctx, &mut verdict);
+    names::check(ctx, verdict);
+    tenancy::check(ctx, verdict);
+    binding::check(ctx, verdict);
+    addresses::check(ctx, verdict);
     if ctx.vm.kind.is_shared_template() {
-        kinds::check_shared_template(&ctx, &mut verdict);
+        kinds::check_shared_template(ctx, verdict);
     } else {
-        macs::check(&ctx, &mut verdict);
-        pools::check(&ctx, &mut verdict);
-        cloudinit::check(&ctx, &mut verdict);
+        macs::check(ctx, verdict);
+        pools::check(ctx, verdict);
+        cloudinit::check(ctx, verdict);
     }
-    Ok(verdict)
+}
+
+/// The violations of the stored object of an UPDATE, judged as if it were created now with
+/// the same NADs, cluster view (itself excluded) and configuration.
+fn stored_violations(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Keys {
+    let Some(old) = req.old_object else {
+        return Keys::default();
+    };
+    let as_created = Request {
+        operation: &Operation::Create,
+        object: old,
+        old_object: None,
+        ..*req
+    };
+    let Ok(ctx) = Ctx::new(&as_created, inventory, config) else {
+        return Keys::default(); // a stored object that does not decode has nothing to keep
+    };
+    let mut findings = Findings::new(None);
+    check(&ctx, &mut findings);
+    findings.keys
+}
+
+/// An object being deleted (`metadata.deletionTimestamp` set) is let through unchanged by
+/// both webhooks (SPEC §2.11): removing its finalizers must always work.
+fn deleting(req: &Request<'_>) -> bool {
+    req.object.metadata.deletion_timestamp.is_some()
 }

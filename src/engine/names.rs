@@ -6,14 +6,25 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde_json::Value;
 
 use super::{
-    Ctx, Ops, Verdict,
+    Ctx, Ops,
     by_name::ByName,
     patch::{self, pointer},
+    violations::{Findings, Rule},
 };
 use crate::model::{annotations, kinds::Layout, nad::NadRef, vm::INTERFACES};
 
 /// At most this many names are listed in one message; the rest are counted.
 const LISTED: usize = 20;
+
+/// Already quoted items as [`list`] writes them: bounded, whatever the VM holds.
+fn list_quoted(items: &[&str]) -> String {
+    let mut shown: Vec<&str> = items.iter().take(LISTED).copied().collect();
+    let more = format!("and {} more", items.len().saturating_sub(LISTED));
+    if items.len() > LISTED {
+        shown.push(&more);
+    }
+    shown.join(", ")
+}
 
 /// `"a", "b" and 3 more`: bounded, whatever the VM holds.
 pub(super) fn list<S: std::fmt::Debug>(items: impl ExactSizeIterator<Item = S>) -> String {
@@ -153,42 +164,68 @@ pub(super) fn drop_redundant_multus_annotation(
 }
 
 /// Denies interfaces without a network, networks without an interface, and duplicate names.
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     let (iface_names, net_names) = names(ctx);
     let (lonely_ifaces, lonely_nets) = unpaired_of(ctx, &iface_names, &net_names);
     if !lonely_ifaces.is_empty() || !lonely_nets.is_empty() {
-        let mut parts = Vec::new();
-        if !lonely_ifaces.is_empty() {
-            parts.push(format!(
-                "interfaces without a network of the same name in {}: {}",
-                ctx.vm.networks_field(),
-                list(lonely_ifaces.iter().map(|&i| &ctx.vm.interfaces()[i].name))
-            ));
-        }
-        if !lonely_nets.is_empty() {
-            parts.push(format!(
-                "networks without an interface of the same name in {}: {}",
-                ctx.vm.interfaces_field(),
-                list(lonely_nets.iter().map(|&n| &ctx.vm.networks()[n].name))
-            ));
-        }
-        verdict.denials.push(format!(
-            "{}; every interface must have a network with the same name: rename the interface to its network's name (not the NAD's)",
-            parts.join("; ")
-        ));
+        // One item per name, so that a name the stored object had unpaired too is ratcheted
+        // apart from the new ones (SPEC §2.11).
+        let items = lonely_ifaces
+            .iter()
+            .map(|&i| format!("interface {:?}", ctx.vm.interfaces()[i].name))
+            .chain(
+                lonely_nets
+                    .iter()
+                    .map(|&n| format!("network {:?}", ctx.vm.networks()[n].name)),
+            )
+            .collect();
+        verdict.deny_each(Rule::UnpairedName, items, |items| {
+            let named = |prefix: &str| -> Vec<&str> {
+                items
+                    .iter()
+                    .filter_map(|i| i.strip_prefix(prefix))
+                    .collect()
+            };
+            let (ifaces, nets) = (named("interface "), named("network "));
+            let mut parts = Vec::new();
+            if !ifaces.is_empty() {
+                parts.push(format!(
+                    "interfaces without a network of the same name in {}: {}",
+                    ctx.vm.networks_field(),
+                    list_quoted(&ifaces)
+                ));
+            }
+            if !nets.is_empty() {
+                parts.push(format!(
+                    "networks without an interface of the same name in {}: {}",
+                    ctx.vm.interfaces_field(),
+                    list_quoted(&nets)
+                ));
+            }
+            format!(
+                "{}; every interface must have a network with the same name: rename the interface to its network's name (not the NAD's)",
+                parts.join("; ")
+            )
+        });
     }
     for (what, names) in [("interface", &iface_names), ("network", &net_names)] {
         let dups: Vec<&str> = names.repeated().collect();
         for d in dups.iter().take(LISTED) {
-            verdict.denials.push(format!(
-                "{what} name {d:?} is used more than once; names must be unique"
-            ));
+            verdict.deny(
+                Rule::DuplicateName,
+                format!("{what} {d:?}"),
+                format!("{what} name {d:?} is used more than once; names must be unique"),
+            );
         }
         if dups.len() > LISTED {
-            verdict.denials.push(format!(
-                "and {} more {what} names are used more than once",
-                dups.len() - LISTED
-            ));
+            verdict.deny(
+                Rule::DuplicateName,
+                format!("{} more {what} names", dups.len() - LISTED),
+                format!(
+                    "and {} more {what} names are used more than once",
+                    dups.len() - LISTED
+                ),
+            );
         }
     }
 }

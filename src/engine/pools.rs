@@ -17,7 +17,11 @@ use foldhash::HashSet;
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, Ops, Verdict, addresses, patch::pointer};
+use super::{
+    Ctx, Ops, addresses,
+    patch::pointer,
+    violations::{Findings, Rule},
+};
 use crate::{
     inventory::{Inventory, VmName},
     model::{
@@ -405,7 +409,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
 }
 
 /// `/validate`: denies a VM that needs a pool address when the pool has none left.
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     if ctx.mutation_disabled() {
         return; // no pool address is assigned; the NIC uses DHCP
     }
@@ -416,7 +420,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             ranges,
         } = need.outcome
         {
-            verdict.denials.push(format!(
+            verdict.deny(Rule::PoolFull, format!("network {:?} on NAD {}", need.network, need.nad), format!(
                 "network {network:?}: the address pool of NetworkAttachmentDefinition {nad} is full: its {family} pool ({ranges}) has {size} addresses and none is free (each is held by another VM, or is the subnet's network, broadcast or gateway address). Ask the NAD's owner to grow the pool by adding a range to its annotation {pool_key}, free an address by deleting a VM that holds one, or set {network:?} to an address or to \"dhcp\" in annotation {networks}",
                 network = need.network,
                 nad = need.nad,

@@ -3,7 +3,10 @@
 //! (annotation `kubevirt-net-webhook.io/shared-with`). A forbidden NAD is invisible to every
 //! other rule ([`super::Ctx::nad`]): nothing the webhook says or writes depends on whether it
 //! exists or what it holds.
-use super::{Ctx, Verdict};
+use super::{
+    Ctx,
+    violations::{Findings, Rule},
+};
 use crate::model::{annotations, nad::Nad, nad::NadRef};
 
 /// What a VM may know of the NAD behind one reference.
@@ -45,7 +48,7 @@ pub(super) fn access<'a>(ctx: &Ctx<'a>, r: NadRef<'_>) -> Access<'a> {
 
 /// Denies every reference the boundary forbids, naming the interface, the reference and
 /// the fix.
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     if !ctx.config.nad_namespace_isolation {
         return;
     }
@@ -62,7 +65,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
             None => format!("network {:?} ({})", net.name, ctx.vm.networks_field()),
         };
         let globals = ctx.config.global_nad_namespaces.join(", ");
-        verdict.denials.push(format!(
+        verdict.deny(Rule::ForeignNad, format!("network {:?} on NAD {r}", net.name), format!(
             "{at} references NetworkAttachmentDefinition {r}, which VMs in namespace {ns:?} may not use: with nadNamespaceIsolation, a VM may use NADs of its own namespace, of the global namespaces ({globals}), or NADs whose owner lists the namespace in annotation {key}. Use a NAD in namespace {ns:?}, or ask the owner of {r} to share it",
             ns = ctx.namespace,
             key = annotations::SHARED_WITH,

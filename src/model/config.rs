@@ -31,6 +31,29 @@ pub enum MissingNad {
     Deny,
 }
 
+/// What `/validate` does with a violation (SPEC §2.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Deny the request.
+    #[default]
+    Deny,
+    /// Allow it, with the denial's message as a warning: a policy rolled out gradually.
+    Warn,
+}
+
+impl FromStr for Enforcement {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "deny" => Ok(Self::Deny),
+            "warn" => Ok(Self::Warn),
+            _ => Err(format!("enforcement {s:?} must be \"deny\" or \"warn\"")),
+        }
+    }
+}
+
 /// Configuration keys (camelCase in YAML, as in SPEC §3).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -49,6 +72,9 @@ pub struct Config {
     pub nad_namespace_isolation: bool,
     /// Namespaces whose NADs every VM may use when `nadNamespaceIsolation` is on.
     pub global_nad_namespaces: Vec<String>,
+    /// Deny violations, or only warn about them (SPEC §2.11); the namespace label
+    /// `kubevirt-net-webhook.io/enforcement: warn` asks for `warn` per namespace.
+    pub enforcement: Enforcement,
 }
 
 impl Default for Config {
@@ -60,6 +86,7 @@ impl Default for Config {
             missing_network_attachment: MissingNad::Warn,
             nad_namespace_isolation: false,
             global_nad_namespaces: vec!["default".into()],
+            enforcement: Enforcement::Deny,
         }
     }
 }

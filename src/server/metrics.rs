@@ -27,6 +27,13 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+/// Labels of `violations_total` (SPEC §2.11): the rule id, and `deny`, `warn` or `ratchet`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    pub rule: &'static str,
+    pub action: &'static str,
+}
+
 /// Labels of the cache gauges: `nad` or `vm`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -73,6 +80,7 @@ pub struct Metrics {
     pub connections_open: Family<PortLabels, Gauge>,
     pub connections_closed: Family<ClosedLabels, Counter>,
     pub connection_limit_reached: Family<PortLabels, Counter>,
+    pub violations: Family<ViolationLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -180,13 +188,31 @@ impl Metrics {
             "Times a port was at --max-connections when a connection was waiting to be accepted",
             connection_limit_reached.clone(),
         );
+        let violations = Family::<ViolationLabels, Counter>::default();
+        registry.register(
+            "violations",
+            "Violations found by /validate, by rule id and what became of them: deny, warn \
+             (enforcement: warn) or ratchet (the stored object had it too)",
+            violations.clone(),
+        );
+        // Every series from the start, so that rate() and alerts see a rise from zero.
+        for rule in crate::engine::Rule::ALL {
+            for action in crate::admission::Action::ALL {
+                violations
+                    .get_or_create(&ViolationLabels {
+                        rule: rule.id(),
+                        action: action.as_str(),
+                    })
+                    .inc_by(0);
+            }
+        }
         for port in ["webhook", "admin"] {
             connections_open.get_or_create(&PortLabels { port }).set(0);
             connection_limit_reached
                 .get_or_create(&PortLabels { port })
                 .inc_by(0);
         }
-        for endpoint in ["mutate", "validate"] {
+        for endpoint in crate::admission::Endpoint::ALL.map(crate::admission::Endpoint::as_str) {
             shed.get_or_create(&EndpointLabels { endpoint }).inc_by(0);
             decision_timeouts
                 .get_or_create(&EndpointLabels { endpoint })
@@ -214,6 +240,19 @@ impl Metrics {
             connections_open,
             connections_closed,
             connection_limit_reached,
+            violations,
+        }
+    }
+
+    /// Counts the violations of one answer.
+    pub fn observe_violations(&self, found: &[(crate::engine::Rule, crate::admission::Action)]) {
+        for (rule, action) in found {
+            self.violations
+                .get_or_create(&ViolationLabels {
+                    rule: rule.id(),
+                    action: action.as_str(),
+                })
+                .inc();
         }
     }
 

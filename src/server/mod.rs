@@ -279,6 +279,7 @@ impl Shared {
                     facts.dry_run,
                     elapsed.as_secs_f64(),
                 );
+                self.metrics.observe_violations(&answer.violations);
                 // Client-chosen strings: escaped and cut (see logfmt).
                 info!(
                     uid = %Escaped(answer.uid()),
@@ -595,6 +596,10 @@ async fn validate(State(shared): State<Arc<Shared>>, request: Request) -> Respon
     admit_off_thread(shared, Endpoint::Validate, request).await
 }
 
+async fn validate_warn(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    admit_off_thread(shared, Endpoint::ValidateWarn, request).await
+}
+
 /// Reserves room for the request (or sheds it), reads the body, then runs [`Shared::admit`]
 /// on a decision thread within the decision deadline (see [`gate`]).
 async fn admit_off_thread(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -> Response {
@@ -638,6 +643,7 @@ pub fn webhook_router(shared: Arc<Shared>, request_timeout: Duration) -> Router 
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
+        .route("/validate/warn", post(validate_warn))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

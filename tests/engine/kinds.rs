@@ -52,7 +52,8 @@ fn as_vm_paths(verdict: &Verdict) -> Vec<String> {
         .denials
         .iter()
         .map(|d| {
-            d.replace("spec.domain", "spec.template.spec.domain")
+            d.message
+                .replace("spec.domain", "spec.template.spec.domain")
                 .replace("spec.networks", "spec.template.spec.networks")
         })
         .collect()
@@ -66,7 +67,8 @@ fn a_vmi_is_denied_exactly_when_its_vm_is() {
         let (_, vmi_out) = mutate(&vmi, &inv);
         let (for_vm, for_vmi) = (validate(&vm_out, &inv), validate(&vmi_out, &inv));
         assert_eq!(for_vm.allowed(), for_vmi.allowed(), "{what}");
-        assert_eq!(for_vm.denials, as_vm_paths(&for_vmi), "{what}");
+        let vm_messages: Vec<&str> = for_vm.denials.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(vm_messages, as_vm_paths(&for_vmi), "{what}");
     }
 }
 

@@ -13,6 +13,7 @@ mod macs;
 mod names;
 mod opt_out;
 mod pools;
+mod ratchet;
 mod tenancy;
 
 #[allow(unused_imports)]

@@ -13,8 +13,11 @@ pub mod v1;
 use serde_json::{Value, json};
 
 use super::{
-    Ctx, Ops, Requests, Verdict, addresses, by_name::ByName, guest_names::guest_names,
+    Ctx, Ops, Requests, addresses,
+    by_name::ByName,
+    guest_names::guest_names,
     patch::pointer,
+    violations::{Findings, Rule},
 };
 use crate::model::{
     annotations::{self, NetworkDataMode},
@@ -499,7 +502,7 @@ fn set_annotation(ctx: &mut Ctx<'_>, ops: &mut Ops, key: &'static str, value: St
     ctx.vm.annotations.insert(key.into(), value.into());
 }
 
-pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
+pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
     if ctx.mutation_disabled() {
         return;
     }
@@ -512,7 +515,7 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Verdict) {
         requested, plan, ..
     } = plan(ctx);
     if let (true, Plan::TooLarge { bytes }) = (requested, plan) {
-        verdict.denials.push(format!(
+        verdict.deny(Rule::NetworkDataTooLarge, "network data".to_string(), format!(
             "the requested addresses need {bytes} bytes of cloud-init network config and KubeVirt allows {INLINE_LIMIT} inline: put the network config in a Secret (networkDataSecretRef in {}) yourself, or request fewer settings",
             ctx.vm.volumes_field()
         ));
