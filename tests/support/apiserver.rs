@@ -460,7 +460,8 @@ impl ApiServer {
 
     /// Registers `webhook` (see [`webhook_configurations`](Self::webhook_configurations)),
     /// then waits until the API server calls it: its configurations take effect a moment
-    /// after they are stored. `denied` is a manifest the validating webhook denies.
+    /// after they are stored. `denied` is a manifest the mutating webhook warns about and the
+    /// validating webhook denies: both configurations are in effect when kubectl prints both.
     pub fn register_webhooks(&self, webhook: &Webhook, denied: &Path) {
         let configs = self.webhook_configurations(webhook);
         let list = json!({"apiVersion": "v1", "kind": "List", "items": configs});
@@ -473,7 +474,8 @@ impl ApiServer {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let out = self.kubectl(&["create", "--dry-run=server", "-f", denied.to_str().unwrap()]);
-            if String::from_utf8_lossy(&out.stderr).contains("denied the request") {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.starts_with("Warning: ") && stderr.contains("denied the request") {
                 return;
             }
             assert!(
