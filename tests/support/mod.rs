@@ -10,10 +10,13 @@
 //! - [`boot`]: boot a real Debian guest under qemu with the webhook's cloud-init and read back
 //!   its links, addresses, routes and DNS (`guest-image/` builds that guest).
 //! - [`webhook`]: the `kubevirt-net-webhook review -o json` command, and VM field helpers.
+//! - [`apiserver`]: a real kube-apiserver and etcd on loopback (binaries from
+//!   `tests/apiserver/build.sh`), and `serve` registered with it.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod boot;
 pub mod fixtures;
 pub mod guest;

@@ -1,0 +1,399 @@
+//! End to end against a real kube-apiserver and etcd (issue #21; the harness is
+//! `tests/support/apiserver.rs`): what only a real API server does — calling the webhooks as
+//! `deploy/` registers them (rules, namespace selectors, matchConditions), storing what they
+//! return, and kubectl printing their warnings and denials.
+//!
+//! Needs the binaries of `tests/apiserver/build.sh` (`KNW_APISERVER_DIR`, else its cache) and
+//! kubectl; `KNW_SKIP_APISERVER=1` skips when the binaries are missing. One API server and one
+//! `serve` are shared by the steps of [`end_to_end`], run in turn, each in its own namespace;
+//! a failed step is reported and the others still run.
+mod support;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use serde_json::{Value, json};
+use support::apiserver::{ApiServer, Webhook, is_running};
+use support::webhook::{BIN, case, read_yaml, write_yaml};
+
+const VALIDATE: &str = "validate.kubevirt-net-webhook.io";
+/// The NAD and VM of the seed notes: the interface named after the NAD is renamed.
+const RENAMED: &str = "seed-wukong-static-ip.yaml";
+/// A macvlan NAD under the bridge binding: denied.
+const DENIED: &str = "macvlan-bridge-denied.yaml";
+
+// Fields drop in order: serve stops before the API server it watches.
+struct Env {
+    webhook: Webhook,
+    api: ApiServer,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// The documents of a case moved to namespace `ns`: its NADs and its other objects.
+    fn case_in(&self, name: &str, ns: &str) -> (Vec<Value>, Vec<Value>) {
+        let mut docs = read_yaml(&case(name));
+        for d in &mut docs {
+            d["metadata"]["namespace"] = json!(ns);
+        }
+        docs.into_iter()
+            .partition(|d| d["kind"] == "NetworkAttachmentDefinition")
+    }
+
+    /// Writes `docs` as `dir/ns-name.yaml`.
+    fn file(&self, ns: &str, name: &str, docs: &[Value]) -> PathBuf {
+        let name = name.trim_end_matches(".yaml");
+        write_yaml(self.dir.path(), &format!("{ns}-{name}.yaml"), docs)
+    }
+
+    /// Applies the NADs of a case in `ns`, waits until `serve` has them, and returns the
+    /// file of its VMs (not applied).
+    fn prepare(&self, name: &str, ns: &str) -> PathBuf {
+        let (nads, vms) = self.case_in(name, ns);
+        let file = self.file(ns, &format!("nads-{name}"), &nads);
+        self.api
+            .kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+        let total = self
+            .api
+            .kubectl_ok(&["get", "network-attachment-definitions", "-A", "-o", "name"])
+            .lines()
+            .count();
+        self.webhook.wait_nads(total as u64);
+        self.file(ns, name, &vms)
+    }
+
+    /// `kubectl get KIND NAME -n NS -o json`.
+    fn get(&self, kind: &str, ns: &str, name: &str) -> Value {
+        let out = self
+            .api
+            .kubectl_ok(&["get", kind, name, "-n", ns, "-o", "json"]);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The interfaces' names and whether each has a MAC.
+fn interfaces(spec: &Value) -> Vec<(String, bool)> {
+    spec["domain"]["devices"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                i["macAddress"].is_string(),
+            )
+        })
+        .collect()
+}
+
+fn vm_resource() -> ApiResource {
+    ApiResource {
+        group: "kubevirt.io".into(),
+        version: "v1".into(),
+        api_version: "kubevirt.io/v1".into(),
+        kind: "VirtualMachine".into(),
+        plural: "virtualmachines".into(),
+    }
+}
+
+/// Creates `vm` through kube-rs; the API server's error if it refuses.
+fn create_with_kube(env: &Env, ns: &str, vm: &Value) -> Result<DynamicObject, kube::Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(env.api.client().await, ns, &vm_resource());
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(vm.clone()).unwrap(),
+        )
+        .await
+    })
+}
+
+#[test]
+fn end_to_end() {
+    let Some(api) = ApiServer::start() else {
+        return;
+    };
+    let webhook = Webhook::start(&api);
+    let env = Env {
+        webhook,
+        api,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    webhooks_are_called(&env);
+
+    type Step = fn(&Env, &str);
+    let steps: [(&str, Step); 7] = [
+        ("create-prints-warnings", create_prints_warnings),
+        ("denial-as-kubectl-prints-it", denial_as_kubectl_prints_it),
+        ("dry-run-equals-apply", dry_run_equals_apply),
+        ("reapply-keeps-generation", reapply_keeps_generation),
+        ("review-piped-to-kubectl", review_piped_to_kubectl),
+        ("vmi-create", vmi_create),
+        ("namespace-opt-out", namespace_opt_out),
+    ];
+    let mut failed = Vec::new();
+    for (name, step) in steps {
+        env.api.kubectl_ok(&["create", "namespace", name]);
+        let started = Instant::now();
+        // The panic message is printed by the hook; the steps after still run.
+        let result = catch_unwind(AssertUnwindSafe(|| step(&env, name)));
+        let took = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => eprintln!("step {name}: ok ({took:.1} s)"),
+            Err(_) => {
+                eprintln!("step {name}: FAILED ({took:.1} s)");
+                failed.push(name);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failed steps: {failed:?}");
+}
+
+/// The proof that the API server calls our webhooks: without them registered, a bridge
+/// binding on a macvlan NAD is stored as sent; with them, the same VM is denied, with our
+/// message.
+fn webhooks_are_called(env: &Env) {
+    let ns = "webhooks-are-called";
+    env.api.kubectl_ok(&["create", "namespace", ns]);
+    let vms = env.prepare(DENIED, ns);
+    let out = env.api.kubectl(&["create", "-f", vms.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "without webhooks the VM is stored: {}",
+        stderr(&out)
+    );
+    let stored = env.get("vm", ns, "ubuntu-vm");
+    assert_eq!(
+        interfaces(&stored["spec"]["template"]["spec"]),
+        [("default".into(), false), ("external".into(), false)],
+        "stored as sent, without MACs"
+    );
+
+    // The probe that waits for the registration is a dry run of another VM of that kind.
+    let mut probe = read_yaml(&vms).remove(0);
+    probe["metadata"]["name"] = json!("probe");
+    let probe = env.file(ns, "probe", &[probe]);
+    env.api.register_webhooks(&env.webhook, &probe);
+
+    let mut again = read_yaml(&vms).remove(0);
+    again["metadata"]["name"] = json!("ubuntu-vm-again");
+    let error = create_with_kube(env, ns, &again).expect_err("denied once the webhooks are in");
+    let kube::Error::Api(status) = error else {
+        panic!("not an API error: {error}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        status.message.starts_with(&format!(
+            "admission webhook \"{VALIDATE}\" denied the request: "
+        )) && status.message.contains("macvlan"),
+        "{}",
+        status.message
+    );
+    eprintln!("webhooks-are-called: ok ({})", status.message);
+}
+
+/// kubectl prints the mutating webhook's warnings; the VM is stored mutated.
+fn create_prints_warnings(env: &Env, ns: &str) {
+    let vms = env.prepare(RENAMED, ns);
+    let out = env.api.kubectl(&["apply", "-f", vms.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with(
+            "Warning: renamed interface \"ubuntu-rulai-multus-external-nad\" to \"external\""
+        )),
+        "kubectl printed no rename warning:\n{err}"
+    );
+    let stored = env.get("vm", ns, "ubuntu-rulai-multus-vm");
+    assert_eq!(
+        interfaces(&stored["spec"]["template"]["spec"]),
+        [("default".into(), true), ("external".into(), true)]
+    );
+}
+
+/// A denial as kubectl prints it: the mutating webhook's warnings (they are sent back with a
+/// request denied later), then the error naming the webhook, the interface, the NAD and its
+/// CNI type; nothing stored.
+fn denial_as_kubectl_prints_it(env: &Env, ns: &str) {
+    let vms = env.prepare(DENIED, ns);
+    let out = env.api.kubectl(&["apply", "-f", vms.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "applied:\n{err}");
+    let expected = format!(
+        "Error from server (Forbidden): error when creating \"{}\": admission webhook \
+         \"{VALIDATE}\" denied the request: interface \"external\" \
+         (spec.template.spec.domain.devices.interfaces[1]) uses the bridge binding on \
+         NetworkAttachmentDefinition {ns}/ubuntu-vm-external-nad, whose CNI type is \"macvlan\"",
+        vms.display()
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with(&expected)),
+        "expected a last line starting with\n{expected}\ngot:\n{err}"
+    );
+    assert!(
+        lines[0].starts_with("Warning: set stable MAC addresses"),
+        "{err}"
+    );
+    let get = env.api.kubectl(&["get", "vm", "ubuntu-vm", "-n", ns]);
+    assert!(stderr(&get).contains("NotFound"), "{}", stderr(&get));
+}
+
+/// `--dry-run=server` shows what a real apply stores, and stores nothing.
+fn dry_run_equals_apply(env: &Env, ns: &str) {
+    let vms = env.prepare(RENAMED, ns);
+    let file = vms.to_str().unwrap();
+    let dry: Value = serde_json::from_str(&env.api.kubectl_ok(&[
+        "apply",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        file,
+    ]))
+    .unwrap();
+    let get = env
+        .api
+        .kubectl(&["get", "vm", "ubuntu-rulai-multus-vm", "-n", ns]);
+    assert!(stderr(&get).contains("NotFound"), "the dry run stored it");
+    let real: Value =
+        serde_json::from_str(&env.api.kubectl_ok(&["apply", "-o", "json", "-f", file])).unwrap();
+    assert_eq!(
+        interfaces(&dry["spec"]["template"]["spec"]),
+        [("default".into(), true), ("external".into(), true)],
+        "the dry run is mutated"
+    );
+    assert_eq!(dry["spec"], real["spec"]);
+}
+
+/// Applying the same manifest again (client-side, then server-side) sends the unmutated
+/// spec back; the webhook's answer restores the stored spec, so `generation` stays.
+fn reapply_keeps_generation(env: &Env, ns: &str) {
+    let vms = env.prepare(RENAMED, ns);
+    let file = vms.to_str().unwrap();
+    env.api.kubectl_ok(&["apply", "-f", file]);
+    let first = env.get("vm", ns, "ubuntu-rulai-multus-vm");
+    assert_eq!(first["metadata"]["generation"], 1);
+    env.api.kubectl_ok(&["apply", "-f", file]);
+    env.api
+        .kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", file]);
+    let after = env.get("vm", ns, "ubuntu-rulai-multus-vm");
+    assert_eq!(after["spec"], first["spec"]);
+    assert_eq!(after["metadata"]["generation"], 1, "{after:#}");
+}
+
+/// `review -f x.yaml | kubectl apply -f -`: kubectl reads review's YAML as review meant it,
+/// and the API server stores it as review printed it.
+fn review_piped_to_kubectl(env: &Env, ns: &str) {
+    env.prepare(RENAMED, ns);
+    let (nads, vms) = env.case_in(RENAMED, ns);
+    let all: Vec<Value> = nads.into_iter().chain(vms).collect();
+    let input = env.file(ns, "review-input", &all);
+    let review = Command::new(BIN)
+        .args(["review", "-f"])
+        .arg(&input)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(review.status.success(), "review failed");
+    let out = env
+        .api
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&review.stdout));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Value = serde_yaml_ng::from_slice(&review.stdout).unwrap();
+    let stored = env.get("vm", ns, "ubuntu-rulai-multus-vm");
+    assert_eq!(stored["spec"], printed["spec"]);
+}
+
+/// A VirtualMachineInstance is mutated at CREATE like a VM's template.
+fn vmi_create(env: &Env, ns: &str) {
+    let vms = env.prepare(RENAMED, ns);
+    let vm = read_yaml(&vms).remove(0);
+    let vmi = json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "vmi", "namespace": ns},
+        "spec": vm["spec"]["template"]["spec"],
+    });
+    let file = env.file(ns, "vmi", &[vmi]);
+    let out = env.api.kubectl(&["create", "-f", file.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Warning: renamed interface"), "{err}");
+    let stored = env.get("vmi", ns, "vmi");
+    assert_eq!(
+        interfaces(&stored["spec"]),
+        [("default".into(), true), ("external".into(), true)]
+    );
+}
+
+/// The namespace selectors of deploy/ as the API server applies them: a namespace labelled
+/// `kubevirt-net-webhook.io/ignore` and the webhook's own namespace are not sent to the
+/// webhook, so what it would deny is stored untouched.
+fn namespace_opt_out(env: &Env, step: &str) {
+    let ignored = format!("{step}-ignored");
+    // Labelled at creation: the API server's namespace cache may lag behind a later label.
+    let namespace = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": ignored, "labels": {"kubevirt-net-webhook.io/ignore": "true"}},
+    });
+    let file = env.file(step, "namespace", &[namespace]);
+    env.api
+        .kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+    env.api
+        .kubectl_ok(&["create", "namespace", "kubevirt-net-webhook"]);
+    for ns in [ignored.as_str(), "kubevirt-net-webhook"] {
+        let vms = env.prepare(DENIED, ns);
+        let out = env.api.kubectl(&["apply", "-f", vms.to_str().unwrap()]);
+        assert!(out.status.success(), "{ns}: {}", stderr(&out));
+        let stored = env.get("vm", ns, "ubuntu-vm");
+        assert_eq!(
+            interfaces(&stored["spec"]["template"]["spec"]),
+            [("default".into(), false), ("external".into(), false)],
+            "{ns}: mutated"
+        );
+    }
+}
+
+/// The harness leaves nothing behind: after a drop, in a panicking test too, etcd,
+/// kube-apiserver and serve are gone (reaped) and their directories removed.
+#[test]
+fn nothing_left_running() {
+    let mut seen = None;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let Some(api) = ApiServer::start() else {
+            return;
+        };
+        let webhook = Webhook::start(&api);
+        let mut pids = api.pids();
+        pids.push(webhook.process.pid());
+        seen = Some((
+            pids,
+            api.dir.path().to_owned(),
+            webhook.dir.path().to_owned(),
+        ));
+        panic!("a test failing with the API server up");
+    }));
+    let Some((pids, api_dir, webhook_dir)) = seen else {
+        // Skipped, or failed to start: that failure is the test's.
+        return result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    };
+    assert!(result.is_err());
+    for pid in pids {
+        assert!(!is_running(pid), "process {pid} still running");
+    }
+    assert!(!api_dir.exists() && !webhook_dir.exists());
+}
