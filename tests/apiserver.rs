@@ -132,9 +132,10 @@ fn end_to_end() {
         dir: tempfile::tempdir().unwrap(),
     };
     webhooks_are_called(&env);
+    legacy_vm_lives_on(&env);
 
     type Step = fn(&Env, &str);
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("create-prints-warnings", create_prints_warnings),
         ("denial-as-kubectl-prints-it", denial_as_kubectl_prints_it),
         ("dry-run-equals-apply", dry_run_equals_apply),
@@ -142,6 +143,7 @@ fn end_to_end() {
         ("review-piped-to-kubectl", review_piped_to_kubectl),
         ("vmi-create", vmi_create),
         ("namespace-opt-out", namespace_opt_out),
+        ("warn-label", warn_label),
     ];
     let mut failed = Vec::new();
     for (name, step) in steps {
@@ -202,6 +204,137 @@ fn webhooks_are_called(env: &Env) {
         status.message
     );
     eprintln!("webhooks-are-called: ok ({})", status.message);
+}
+
+/// `kubevirt_net_webhook_requests` of `endpoint` and `operation`, summed, from serve's
+/// admin port.
+fn requests(env: &Env, endpoint: &str, operation: &str) -> u64 {
+    let (status, text) = env.webhook.admin_get("/metrics");
+    assert_eq!(status, 200);
+    let labels = [
+        format!("endpoint=\"{endpoint}\""),
+        format!("operation=\"{operation}\""),
+    ];
+    text.lines()
+        .filter(|l| l.starts_with("kubevirt_net_webhook_requests_total{"))
+        .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The VM stored before the webhooks (by [`webhooks_are_called`]: a bridge binding on a
+/// macvlan NAD) lives on (SPEC §2.11): labelled without the webhook even being asked
+/// (matchConditions), started and stopped with a warning, refused a new violation, and
+/// deleted through its finalizer.
+fn legacy_vm_lives_on(env: &Env) {
+    let ns = "webhooks-are-called";
+    let vm = ["vm", "ubuntu-vm", "-n", ns];
+    // kubectl VERB vm NAME -n NS ARGS...
+    let with = |args: &[&str]| -> Vec<String> {
+        args[..1]
+            .iter()
+            .chain(vm.iter())
+            .chain(&args[1..])
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let run = |args: &[&str]| {
+        let args = with(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.api.kubectl(&args)
+    };
+    let updates = || requests(env, "validate", "UPDATE");
+
+    let before = updates();
+    let out = run(&["label", "team=db"]);
+    assert!(out.status.success(), "label: {}", stderr(&out));
+    let out = run(&[
+        "patch",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    assert!(out.status.success(), "finalizer: {}", stderr(&out));
+    assert_eq!(
+        updates(),
+        before,
+        "a label and a finalizer are kept from the webhook by matchConditions"
+    );
+
+    for strategy in ["Always", "Halted"] {
+        let patch = format!(r#"{{"spec":{{"runStrategy":"{strategy}"}}}}"#);
+        let out = run(&["patch", "--type=merge", "-p", &patch]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "runStrategy {strategy}: {err}");
+        assert!(
+            err.contains(
+                "Warning: already there before this update, so not enforced until it is fixed [bridge-binding]"
+            ),
+            "runStrategy {strategy}: {err}"
+        );
+    }
+    assert!(
+        updates() > before,
+        "the runStrategy updates reached /validate"
+    );
+
+    // A violation the update brings is still denied, and named alone.
+    let out = run(&[
+        "patch",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/template/spec/domain/devices/interfaces/0/macAddress","value":"03:00:00:00:00:01"}]"#,
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a multicast MAC was stored: {err}");
+    assert!(
+        err.contains("multicast") && !err.contains("denied the request: interface \"external\""),
+        "{err}"
+    );
+
+    let out = run(&["delete", "--wait=false"]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    let out = run(&[
+        "patch",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(out.status.success(), "finalizer removal: {}", stderr(&out));
+    let get = run(&["get"]);
+    assert!(
+        stderr(&get).contains("NotFound"),
+        "still there: {}",
+        stderr(&get)
+    );
+    eprintln!("legacy-vm-lives-on: ok");
+}
+
+/// A namespace labelled `kubevirt-net-webhook.io/enforcement: warn` is routed to
+/// `/validate/warn`: what `/validate` denies is stored, with the denial as a warning.
+fn warn_label(env: &Env, step: &str) {
+    let ns = format!("{step}-warned");
+    let namespace = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {"kubevirt-net-webhook.io/enforcement": "warn"}},
+    });
+    let file = env.file(step, "namespace", &[namespace]);
+    env.api
+        .kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+    let vms = env.prepare(DENIED, &ns);
+    let out = env.api.kubectl(&["apply", "-f", vms.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Warning: not enforced (enforcement: warn), would be denied [bridge-binding]: interface \"external\""),
+        "{err}"
+    );
+    assert!(requests(env, "validate/warn", "CREATE") >= 1);
+    // The same VM in an unlabelled namespace is denied: the label made the difference.
+    let vms = env.prepare(DENIED, step);
+    let out = env.api.kubectl(&["apply", "-f", vms.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", stderr(&out));
 }
 
 /// kubectl prints the mutating webhook's warnings; the VM is stored mutated.
