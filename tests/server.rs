@@ -493,3 +493,62 @@ async fn shutdown_finishes_a_request_in_flight() {
         .expect("drained")
         .unwrap();
 }
+
+/// SPEC §2.11 over TLS: `/validate/warn` allows what `/validate` denies, with the denial as
+/// a warning; an UPDATE keeping a stored violation is ratcheted; each answer lists its
+/// violations in `auditAnnotations`, and the metric counts them per rule and action.
+#[tokio::test]
+async fn warn_endpoint_ratcheting_audit_annotations_and_metrics() {
+    let server = Running::start(|_, _, _| {}).await;
+    let mut http = server.http().await;
+    let vm = &vms_of(&PathBuf::from(CASES).join("macvlan-bridge-denied.yaml"))[0];
+    let create = request_for("v-1", "CREATE", "default", vm, None, false);
+    let (_, denied) = http.post_json("/validate", &create).await;
+    let (status, warned) = http.post_json("/validate/warn", &create).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(denied["response"]["allowed"], false, "{denied}");
+    assert_eq!(warned["response"]["allowed"], true, "{warned}");
+    let message = denied["response"]["status"]["message"].as_str().unwrap();
+    let warnings = warned["response"]["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().ends_with(message)
+                && w.as_str().unwrap().contains("[bridge-binding]")),
+        "{warned}"
+    );
+    let update = request_for("v-2", "UPDATE", "default", vm, Some(vm), false);
+    let (_, ratcheted) = http.post_json("/validate", &update).await;
+    assert_eq!(ratcheted["response"]["allowed"], true, "{ratcheted}");
+    for (answer, action) in [
+        (&denied, "deny"),
+        (&warned, "warn"),
+        (&ratcheted, "ratchet"),
+    ] {
+        let audit = answer["response"]["auditAnnotations"]["violations"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no audit annotation: {answer}"));
+        let audit: Value = serde_json::from_str(audit).unwrap();
+        assert!(
+            audit
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["rule"] == "bridge-binding" && v["action"] == action),
+            "{audit}"
+        );
+    }
+    let metrics = server.metrics().await;
+    for action in ["deny", "warn", "ratchet"] {
+        let line = format!(
+            "kubevirt_net_webhook_violations_total{{rule=\"bridge-binding\",action=\"{action}\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    assert!(metrics.contains(
+        "kubevirt_net_webhook_violations_total{rule=\"mac-conflict\",action=\"deny\"} 0"
+    ));
+    assert!(metrics.contains(
+        "kubevirt_net_webhook_requests_total{endpoint=\"validate/warn\",operation=\"CREATE\",allowed=\"true\",dry_run=\"false\"} 1"
+    ));
+}
