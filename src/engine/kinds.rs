@@ -6,6 +6,7 @@ use super::{
     violations::{Findings, Rule},
 };
 use crate::model::{
+    annotations,
     kinds::Kind,
     vm::{INTERFACES, Vm},
 };
@@ -47,22 +48,36 @@ pub(super) fn check_shared_template(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
         let request = requests.and_then(|r| r.get(net.name.as_ref()));
         let from_annotation = request.is_some_and(|r| !r.addresses.is_empty());
         let dhcp = request.is_some_and(|r| r.dhcp);
-        let pinned = !dhcp && ctx.nad(r).is_some_and(|n| n.ipam.pinned.is_some());
-        if from_annotation || pinned {
-            verdict.deny(Rule::SharedTemplateAddress, format!("network {:?}", net.name), format!(
-                "network {:?}: a {} template is shared by every replica, so each would claim the same {}; {}",
+        let pinned = ctx.nad(r).and_then(|n| n.ipam.pinned).filter(|_| !dhcp);
+        let (addresses, written): (Vec<String>, String) = match (request, pinned) {
+            (Some(req), _) if from_annotation => (
+                req.addresses.iter().map(ToString::to_string).collect(),
+                // Dotted, as the user finds it in the manifest.
+                format!(
+                    "in the template's annotation {} ({}.annotations)",
+                    annotations::NETWORKS,
+                    ctx.vm
+                        .layout
+                        .vm_meta
+                        .trim_start_matches('/')
+                        .replace('/', ".")
+                ),
+            ),
+            (_, Some(p)) => (
+                vec![p.to_string()],
+                format!("pinned by the IPAM of NetworkAttachmentDefinition {r}"),
+            ),
+            _ => continue,
+        };
+        verdict.deny(Rule::SharedTemplateAddress, format!("network {:?}", net.name), format!(
+                "network {:?}: a {} template is shared by every replica, so each would claim the same address {} ({written}); {}",
                 net.name,
                 kind.name(),
-                if from_annotation {
-                    "requested address"
-                } else {
-                    "address, the one NetworkAttachmentDefinition pins"
-                },
+                addresses.join(", "),
                 match kind {
                     Kind::VirtualMachinePool => "give the NAD an address pool (annotation kubevirt-net-webhook.io/address-pool) instead, so each VM gets its own",
                     _ => "use a NAD whose IPAM hands out addresses, or a VirtualMachinePool with an address pool",
                 }
             ));
-        }
     }
 }

@@ -107,7 +107,11 @@ pub fn allocate(
 enum Outcome {
     /// The addresses to write, one per family of the pool, IPv4 first (kept from the stored
     /// object, or new).
-    Assigned { addresses: Vec<IpNet> },
+    Assigned {
+        addresses: Vec<IpNet>,
+        /// Those kept from the stored object although the pool no longer holds them.
+        outside: Vec<IpNet>,
+    },
     /// The pool of one family has no free address.
     Full {
         family: Family,
@@ -248,7 +252,7 @@ fn plan(ctx: &Ctx<'_>) -> Vec<Need> {
             &gateways,
             &mine,
         );
-        if let Outcome::Assigned { addresses } = &outcome {
+        if let Outcome::Assigned { addresses, .. } = &outcome {
             mine.extend(addresses.iter().map(IpNet::addr));
         }
         needs.push(need(outcome));
@@ -269,9 +273,20 @@ fn assign_network(
 ) -> Outcome {
     let me = ctx.me();
     let mut addresses = Vec::new();
+    let mut outside = Vec::new();
     for block in pool.blocks() {
         if let Some(old) = kept_from.iter().find(|a| block.span_of(a.addr()).is_some()) {
             addresses.push(*old);
+            continue;
+        }
+        // The NAD's owner shrank or moved the pool under a stored VM: a new address would
+        // change the guest's address at its next boot, so it keeps the one it has.
+        if let Some(old) = kept_from
+            .iter()
+            .find(|a| Family::of(a.addr()) == block.family)
+        {
+            addresses.push(*old);
+            outside.push(*old);
             continue;
         }
         let family = block.family;
@@ -307,7 +322,7 @@ fn assign_network(
             }
         }
     }
-    Outcome::Assigned { addresses }
+    Outcome::Assigned { addresses, outside }
 }
 
 /// The annotation text with `assigned` merged in: a network without an entry gets the
@@ -349,7 +364,17 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
     let mut bad_pools: Vec<(&str, String)> = Vec::new();
     for need in &needs {
         match &need.outcome {
-            Outcome::Assigned { addresses } => {
+            Outcome::Assigned { addresses, outside } => {
+                if !outside.is_empty() {
+                    let list: Vec<String> = outside.iter().map(ToString::to_string).collect();
+                    warnings.push(format!(
+                        "network {:?} keeps {} from the stored object although the address pool of NetworkAttachmentDefinition {} no longer holds it: the guest's address does not change under it. To move it into the pool, remove the network's entry from annotation {} while the VM is stopped",
+                        need.network,
+                        list.join(" "),
+                        need.nad,
+                        annotations::NETWORKS
+                    ));
+                }
                 assigned.push((&need.network, addresses));
                 let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
                 listed.push(format!(

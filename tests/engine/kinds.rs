@@ -187,13 +187,23 @@ fn a_shared_template_may_not_claim_a_mac_or_an_address() {
             &validate(&as_kind(&with_mac, kind), &inv),
             &["02:aa:bb:cc:dd:ee", "shared by every replica", "macAddress"],
         );
+        // The address itself and where it was written are named.
+        let meta = match kind {
+            Kind::VirtualMachinePool => "spec.virtualMachineTemplate.metadata.annotations",
+            _ => "spec.template.metadata.annotations",
+        };
         denied_with(
             &validate(&as_kind(&with_address, kind), &inv),
-            &["\"ext\"", "shared by every replica", "requested address"],
+            &[
+                "\"ext\"",
+                "shared by every replica",
+                "the same address 10.10.0.5/24 (in the template's annotation kubevirt-net-webhook.io/networks",
+                meta,
+            ],
         );
         denied_with(
             &validate(&as_kind(&two_nic("v", "one"), kind), &inv),
-            &["pins"],
+            &["10.30.0.7/24 (pinned by the IPAM of NetworkAttachmentDefinition team-a/one)"],
         );
     }
     // The rules of every kind apply too.

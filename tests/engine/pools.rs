@@ -201,6 +201,33 @@ fn update_keeps_the_stored_pool_address_when_a_new_derivation_would_differ() {
 }
 
 #[test]
+fn update_keeps_a_stored_address_the_shrunk_pool_no_longer_holds() {
+    // Admitted from .100-.199; then the NAD's owner moved the pool to .200-.209.
+    let old_pool = inventory_with([pool_nad(NS, "br", "10.10.0.100-10.10.0.199")]);
+    let (_, stored) = admitted(&old_pool, &two_nic("web", "br"));
+    let kept = ext_address(&stored).unwrap();
+    let moved = inventory_with([pool_nad(NS, "br", "10.10.0.200-10.10.0.209")]);
+    // The manifest applied again (without the annotation the webhook wrote).
+    let (m, updated) = Ask::new(&moved).mutate_update(&two_nic("web", "br"), Some(&stored));
+    assert_eq!(ext_address(&updated), Some(kept.clone()));
+    assert!(
+        m.warnings.iter().any(|w| w.contains(&format!(
+            "network \"ext\" keeps {kept} from the stored object although the address pool"
+        ))),
+        "{:?}",
+        m.warnings
+    );
+    assert!(
+        Ask::new(&moved)
+            .validate_update(&updated, Some(&stored))
+            .allowed()
+    );
+    // A new VM gets an address of the new pool: the pool itself did change.
+    let (_, fresh) = mutate(&two_nic("web", "br"), &moved);
+    assert!(ext_address(&fresh).unwrap().starts_with("10.10.0.20"));
+}
+
+#[test]
 fn addresses_of_other_vms_on_the_nad_are_skipped_in_order() {
     let mut inv = inventory_with([pool_nad(NS, "br", "10.10.0.100-10.10.0.199")]);
     let attempt = |n| format!("{}/24", at("10.10.0.100", index(NS, "web", n, 100)));
