@@ -148,5 +148,56 @@ fn bench_admission(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, bench_pools, bench_admission);
+/// Ratcheting's cost (SPEC §2.11): `/validate` of a 3-NIC VM's CREATE, of an UPDATE without a
+/// violation (one evaluation, as a CREATE), and of an UPDATE of a VM stored with a violation
+/// on each secondary NIC (the stored object judged too; both violations ratcheted).
+fn bench_ratchet(c: &mut Criterion) {
+    use kube::core::admission::Operation;
+    let config = Config::default();
+    let (value, inv) = fixtures::bench_vm(2);
+    let create = fixtures::object(&value);
+    let mut mutated = value.clone();
+    let m = engine::mutate(&fixtures::bench_request(&create), &inv, &config).unwrap();
+    json_patch::patch(&mut mutated, &m.patch).unwrap();
+    let stored = fixtures::object(&mutated);
+    let mut labelled = mutated.clone();
+    labelled["metadata"]["labels"] = json!({"team": "web"});
+    let labelled = fixtures::object(&labelled);
+    // The same cluster with both NADs turned macvlan: the stored VM breaks the bridge rule.
+    let mut legacy_inv = fixtures::bench_vm(2).1;
+    for i in 1..=2 {
+        legacy_inv.upsert_nad(Nad::from_config(
+            "bench",
+            &format!("nad{i}"),
+            r#"{"type":"macvlan","master":"eth0"}"#,
+        ));
+    }
+    let update = Request {
+        operation: &Operation::Update,
+        object: &labelled,
+        old_object: Some(&stored),
+        ..fixtures::bench_request(&create)
+    };
+    let create_mutated = Request {
+        object: &stored,
+        ..fixtures::bench_request(&create)
+    };
+    let ratcheted = engine::validate(&update, &legacy_inv, &config).unwrap();
+    assert!(
+        ratcheted.allowed() && ratcheted.ratcheted.len() == 2,
+        "{ratcheted:?}"
+    );
+    for (label, req, inv) in [
+        ("CREATE", &create_mutated, &inv),
+        ("UPDATE, clean", &update, &inv),
+        ("CREATE, 2 violations", &create_mutated, &legacy_inv),
+        ("UPDATE, 2 violations ratcheted", &update, &legacy_inv),
+    ] {
+        c.bench_function(&format!("validate 3-nic {label}"), |b| {
+            b.iter(|| engine::validate(black_box(req), inv, &config).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_pools, bench_admission, bench_ratchet);
 criterion_main!(benches);
