@@ -125,8 +125,12 @@ pub enum Error {
     #[error("cannot configure the Kubernetes client: {0}")]
     Client(String),
     /// A list request failed: the API server is unreachable, or refused it.
-    #[error("cannot list {resource}: {message}")]
-    List { resource: String, message: String },
+    #[error("cannot list {resource} from {server}: {message}")]
+    List {
+        resource: String,
+        server: String,
+        message: String,
+    },
     /// A list kept expiring (410 Gone) while it was read page by page.
     #[error(
         "cannot list {resource}: the list expired (410 Gone) {attempts} times while it was read page by page; try again when the cluster is quieter"
@@ -478,15 +482,28 @@ pub fn run(args: &AuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
+        // kube-rs logs a failed request as an ERROR line of its own; audit reports it in its
+        // one-line reason, so kube-rs's lines stay out unless RUST_LOG asks for them.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off"));
+        let quiet = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish();
+        let _quiet = tracing::subscriber::set_default(quiet);
         runtime.block_on(async {
-            let (client, default_namespace) =
-                cluster::client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+            let cluster::Connection {
+                client,
+                server,
+                namespace: default_namespace,
+            } = cluster::connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
             let scope = match (&args.namespace, args.all_namespaces) {
                 (Some(ns), _) => Scope::Namespace(ns.clone()),
                 (None, true) => Scope::All,
                 (None, false) => Scope::Namespace(default_namespace),
             };
-            cluster::audit(client, &scope, &config, progress, err).await
+            cluster::audit(client, &server, &scope, &config, progress, err).await
         })?
     } else {
         let scope = match &args.namespace {

@@ -41,11 +41,20 @@ fn one_line(e: &dyn std::error::Error) -> String {
     parts.join(": ").replace(['\n', '\r'], " ")
 }
 
-/// The client and its default namespace (the context's, or the ServiceAccount's).
-pub async fn client(
+/// A client, where it goes, and its default namespace.
+pub struct Connection {
+    pub client: Client,
+    /// The API server's URL, for messages.
+    pub server: String,
+    /// The context's namespace, or the ServiceAccount's.
+    pub namespace: String,
+}
+
+/// The client as `serve` builds it, or from `--kubeconfig` and `--context`.
+pub async fn connect(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
-) -> Result<(Client, String), Error> {
+) -> Result<Connection, Error> {
     let fail = |e: &dyn std::error::Error| Error::Client(one_line(e));
     let config = match (kubeconfig, context) {
         (None, None) => kube::Config::infer().await.map_err(|e| fail(&e))?,
@@ -67,8 +76,13 @@ pub async fn client(
         }
     };
     let namespace = config.default_namespace.clone();
+    let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| fail(&e))?;
-    Ok((client, namespace))
+    Ok(Connection {
+        client,
+        server,
+        namespace,
+    })
 }
 
 /// One thing a paged list hands on.
@@ -94,6 +108,7 @@ pub enum Listed {
 /// [`ATTEMPTS`] times in all.
 pub async fn list_all(
     api: &Api<DynamicObject>,
+    server: &str,
     resource: &str,
     mut each: impl FnMut(Item),
 ) -> Result<Listed, Error> {
@@ -131,6 +146,7 @@ pub async fn list_all(
             Err(e) => {
                 return Err(Error::List {
                     resource: resource.to_string(),
+                    server: server.to_string(),
                     message: one_line(&e),
                 });
             }
@@ -155,6 +171,7 @@ fn resource_name(r: &ApiResource) -> String {
 /// `err`.
 pub async fn audit(
     client: Client,
+    server: &str,
     scope: &Scope,
     config: &Config,
     mut progress: Progress,
@@ -167,19 +184,24 @@ pub async fn audit(
     let nads = Cached::Nad.api_resource();
     let resource = resource_name(&nads);
     let mut notes = Vec::new();
-    let listed = list_all(&Api::all_with(client.clone(), &nads), &resource, |item| {
-        if let Item::Object(object) = item {
-            progress.tick("NetworkAttachmentDefinitions");
-            // Restarts need nothing: a NAD listed again replaces itself.
-            if let Err(e) = view.add_nad(&object) {
-                notes.push(format!(
-                    "note: NetworkAttachmentDefinition {}/{} left out: {e}",
-                    namespace_of(&object),
-                    name_of(&object)
-                ));
+    let listed = list_all(
+        &Api::all_with(client.clone(), &nads),
+        server,
+        &resource,
+        |item| {
+            if let Item::Object(object) = item {
+                progress.tick("NetworkAttachmentDefinitions");
+                // Restarts need nothing: a NAD listed again replaces itself.
+                if let Err(e) = view.add_nad(&object) {
+                    notes.push(format!(
+                        "note: NetworkAttachmentDefinition {}/{} left out: {e}",
+                        namespace_of(&object),
+                        name_of(&object)
+                    ));
+                }
             }
-        }
-    })
+        },
+    )
     .await?;
     if listed == Listed::Missing {
         notes.push(format!(
@@ -190,22 +212,27 @@ pub async fn audit(
         let ar = api_resource(kind);
         let resource = resource_name(&ar);
         let mut added: Vec<(String, String)> = Vec::new();
-        let listed = list_all(&Api::all_with(client.clone(), &ar), &resource, |item| {
-            match item {
-                Item::Restart => {
-                    for (ns, name) in added.drain(..) {
-                        view.remove_guest(&ns, &name);
+        let listed = list_all(
+            &Api::all_with(client.clone(), &ar),
+            server,
+            &resource,
+            |item| {
+                match item {
+                    Item::Restart => {
+                        for (ns, name) in added.drain(..) {
+                            view.remove_guest(&ns, &name);
+                        }
+                    }
+                    Item::Object(object) => {
+                        progress.tick(kind.name());
+                        // Left out of the view here; judged (and reported) in pass 2.
+                        if view.add_guest(kind, &object).is_ok() {
+                            added.push((namespace_of(&object).into(), name_of(&object).into()));
+                        }
                     }
                 }
-                Item::Object(object) => {
-                    progress.tick(kind.name());
-                    // Left out of the view here; judged (and reported) in pass 2.
-                    if view.add_guest(kind, &object).is_ok() {
-                        added.push((namespace_of(&object).into(), name_of(&object).into()));
-                    }
-                }
-            }
-        })
+            },
+        )
         .await?;
         if listed == Listed::Missing {
             notes.push(format!(
@@ -228,7 +255,7 @@ pub async fn audit(
             Scope::Namespace(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         };
         let mut these = Findings::new();
-        let listed = list_all(&api, &resource_name(&ar), |item| match item {
+        let listed = list_all(&api, server, &resource_name(&ar), |item| match item {
             Item::Restart => these = Findings::new(),
             Item::Object(object) => {
                 progress.tick(kind.name());
@@ -329,6 +356,7 @@ mod tests {
         let mut err = Vec::new();
         let result = audit(
             client,
+            "https://mock",
             &scope,
             &Config::default(),
             Progress::new(false),
@@ -481,7 +509,9 @@ mod tests {
         let (result, _) = run(client, Scope::All).await;
         let e = result.unwrap_err().to_string();
         assert!(
-            e.contains("cannot list network-attachment-definitions") && e.contains("forbidden"),
+            e.contains("cannot list network-attachment-definitions")
+                && e.contains("from https://mock")
+                && e.contains("forbidden"),
             "{e}"
         );
         assert!(!e.contains('\n'), "{e}");
