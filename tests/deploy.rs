@@ -895,6 +895,7 @@ fn fallback_renderer_agrees_with_kubectl() {
         "deploy",
         "deploy/overlays/cert-manager",
         "deploy/examples/control-plane-only",
+        "deploy/examples/audit-cronjob",
     ] {
         let key = |o: &Value| format!("{}/{}/{}", o["kind"], o["metadata"]["namespace"], name(o));
         let mut real = render(rel);
@@ -924,6 +925,59 @@ fn control_plane_example_admits_only_its_addresses_to_the_webhook_port() {
     assert!(
         peers.iter().all(|p| p["ipBlock"]["cidr"].is_string()),
         "{peers:?}"
+    );
+}
+
+#[test]
+fn audit_cronjob_example_runs_audit_and_may_only_read() {
+    let objects = render("deploy/examples/audit-cronjob");
+    let cronjob = one(&objects, "CronJob");
+    assert_eq!(cronjob["metadata"]["namespace"], NAMESPACE);
+    let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(strs(&container["args"]), ["audit", "-A", "-o", "report"]);
+    assert!(
+        container.get("command").is_none(),
+        "the image's ENTRYPOINT runs"
+    );
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let sa = pod["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName");
+    assert!(
+        kind_of(&objects, "ServiceAccount")
+            .iter()
+            .any(|s| name(s) == sa && s["metadata"]["namespace"] == NAMESPACE),
+        "ServiceAccount {sa} missing"
+    );
+    // get and list on what audit reads; nothing else, no watch, no write.
+    let wanted: BTreeSet<(&str, &str, &str)> = Kind::ALL
+        .map(|k| (k.group(), k.resource()))
+        .into_iter()
+        .chain([("k8s.cni.cncf.io", "network-attachment-definitions")])
+        .flat_map(|(g, r)| [(g, r, "get"), (g, r, "list")])
+        .collect();
+    assert!(kind_of(&objects, "Role").is_empty() && kind_of(&objects, "RoleBinding").is_empty());
+    let role = one(&objects, "ClusterRole");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        assert!(rule.get("nonResourceURLs").is_none() && rule.get("resourceNames").is_none());
+        for group in strs(&rule["apiGroups"]) {
+            for resource in strs(&rule["resources"]) {
+                for verb in strs(&rule["verbs"]) {
+                    granted.insert((group, resource, verb));
+                }
+            }
+        }
+    }
+    assert_eq!(granted, wanted);
+    let binding = one(&objects, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], name(role));
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}])
     );
 }
 

@@ -1,4 +1,5 @@
 //! Command-line interface: one subcommand per job, all over the same engine.
+pub mod audit;
 pub mod certs;
 pub mod mac;
 pub mod review;
@@ -32,6 +33,10 @@ pub enum Command {
     /// Run the webhook's checks on manifests, offline: prints the mutated VMs, writes warnings
     /// and denials to stderr. Exit code 0: all allowed, 1: some denied, 2: usage or input error.
     Review(review::ReviewArgs),
+    /// Report every violation the stored VMs (and VMIs, replica sets, pools) have today, from
+    /// the cluster or from files. Changes nothing. Exit code 0: none, 1: some, 2: usage, input
+    /// or connection error.
+    Audit(audit::AuditArgs),
     /// Print the MAC address the webhook derives for a VM's network.
     Mac(mac::MacArgs),
     /// Write a CA and a serving certificate for the webhook Service.
@@ -49,6 +54,18 @@ impl Cli {
                 let stderr = std::io::stderr();
                 match review::review(&args, &mut stdout.lock(), &mut stderr.lock()) {
                     Ok(summary) if summary.denied > 0 => ExitCode::from(1),
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            Command::Audit(args) => {
+                let stdout = std::io::stdout();
+                let stderr = std::io::stderr();
+                match audit::run(&args, &mut stdout.lock(), &mut stderr.lock()) {
+                    Ok(summary) if summary.violations > 0 => ExitCode::from(1),
                     Ok(_) => ExitCode::SUCCESS,
                     Err(error) => {
                         eprintln!("error: {error}");

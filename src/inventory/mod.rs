@@ -701,6 +701,39 @@ impl Inventory {
         Some(self.name_of(*other))
     }
 
+    /// Every VM whose NIC on `nad` has `mac`, oldest claim first. For `audit`, whose reader
+    /// is an administrator: an admission answer names one other VM ([`Self::mac_user`]).
+    pub fn mac_holders(&self, nad: &str, mac: Mac) -> Vec<VmName<'_>> {
+        let Some(net) = self.net_ids.get(nad) else {
+            return Vec::new();
+        };
+        self.macs
+            .all(&mac_key(*net, mac))
+            .map(|id| self.name_of(id))
+            .collect()
+    }
+
+    /// Every VM that requested `address` on `nad`, oldest claim first (for `audit`).
+    pub fn address_holders(&self, nad: &str, address: IpAddr) -> Vec<VmName<'_>> {
+        let Some(net) = self.net_ids.get(nad) else {
+            return Vec::new();
+        };
+        self.addresses
+            .all(*net, address)
+            .into_iter()
+            .map(|id| self.name_of(id))
+            .collect()
+    }
+
+    /// Every VM on `nad` that requested no address, and so takes the NAD's pinned one (for
+    /// `audit`).
+    pub fn pinned_holders(&self, nad: &str) -> Vec<VmName<'_>> {
+        let Some(ids) = self.net_ids.get(nad).and_then(|net| self.pinned.get(net)) else {
+            return Vec::new();
+        };
+        ids.iter().map(|id| self.name_of(*id)).collect()
+    }
+
     /// When some VM holds `address` on `nad`: the last address of the stretch of
     /// consecutive addresses held there that starts at or before it (SPEC §2.10: the next
     /// free pool address is after it). Any VM counts, `me` included.
@@ -860,6 +893,38 @@ mod tests {
             inv.address_user("x/n", "10.0.0.1".parse().unwrap(), ME),
             None
         );
+    }
+
+    #[test]
+    fn holders_are_every_vm_holding_a_value() {
+        let mut inv = Inventory::new();
+        let mac = Mac::parse("02:00:00:00:00:01").unwrap();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        inv.upsert_vm(
+            "a",
+            "p",
+            vec![nic("x/n", Some("02:00:00:00:00:01"), &["10.0.0.1"])],
+        );
+        inv.upsert_vm(
+            "b",
+            "q",
+            vec![nic("x/n", Some("02:00:00:00:00:01"), &["10.0.0.1"])],
+        );
+        inv.upsert_vm("c", "r", vec![nic("x/n", None, &[])]);
+        inv.upsert_vm(
+            "c",
+            "s",
+            vec![nic("x/m", Some("02:00:00:00:00:01"), &["10.0.0.1"])],
+        );
+        let vm = |namespace, name| VmName { namespace, name };
+        let both = vec![vm("a", "p"), vm("b", "q")];
+        assert_eq!(inv.mac_holders("x/n", mac), both);
+        assert_eq!(inv.address_holders("x/n", ip), both);
+        assert_eq!(inv.pinned_holders("x/n"), vec![vm("c", "r")]);
+        assert_eq!(inv.mac_holders("x/m", mac), vec![vm("c", "s")]);
+        assert!(inv.mac_holders("x/none", mac).is_empty());
+        assert!(inv.address_holders("x/none", ip).is_empty());
+        assert!(inv.pinned_holders("x/m").is_empty());
     }
 
     #[test]
