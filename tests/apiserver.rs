@@ -160,7 +160,76 @@ fn end_to_end() {
             }
         }
     }
+    // After every step: what the steps left stored, audited.
+    if let Err(e) = catch_unwind(AssertUnwindSafe(|| audit_everything(&env))) {
+        failed.push("audit-everything");
+        drop(e);
+    }
     assert!(failed.is_empty(), "failed steps: {failed:?}");
+}
+
+/// `audit -A` reads what the steps left stored through the real API server's paged lists:
+/// the VMs stored past the webhook (opt-out namespaces, the warn label) are reported, the
+/// VMs the webhook admitted are not; `-o report` is accepted by the API server against the
+/// OpenReports CRD.
+fn audit_everything(env: &Env) {
+    let audit = |output: &str| {
+        Command::new(BIN)
+            .args(["audit", "-A", "-o", output])
+            .env("KUBECONFIG", &env.api.kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let out = audit("json");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let reported = |ns: &str, rule: &str| {
+        rows.iter()
+            .any(|r| r["namespace"] == ns && r["name"] == "ubuntu-vm" && r["rule"] == rule)
+    };
+    for ns in [
+        "namespace-opt-out-ignored",
+        "kubevirt-net-webhook",
+        "warn-label-warned",
+    ] {
+        assert!(
+            reported(ns, "bridge-binding"),
+            "{ns} not reported: {rows:#?}"
+        );
+    }
+    for clean in [
+        "create-prints-warnings",
+        "dry-run-equals-apply",
+        "vmi-create",
+    ] {
+        assert!(
+            !rows.iter().any(|r| r["namespace"] == clean),
+            "{clean} reported: {rows:#?}"
+        );
+    }
+    let out = audit("report");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let applied = env
+        .api
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&out.stdout));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let report: Value = serde_json::from_str(&env.api.kubectl_ok(&[
+        "get",
+        "reports.openreports.io",
+        "kubevirt-net-webhook",
+        "-n",
+        "warn-label-warned",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert!(
+        report["results"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["rule"] == "bridge-binding")),
+        "{report:#}"
+    );
+    eprintln!("audit-everything: ok ({} rows)", rows.len());
 }
 
 /// The proof that the API server calls our webhooks: without them registered, a bridge
