@@ -539,6 +539,15 @@ fn vmi_create(env: &Env, ns: &str) {
         interfaces(&stored["spec"]),
         [("default".into(), true), ("external".into(), true)]
     );
+    // serve watches standalone VMIs: a later VM cannot take what this one holds.
+    let until = Instant::now() + std::time::Duration::from_secs(20);
+    while env.webhook.cached("vmi") < 1 {
+        assert!(
+            Instant::now() < until,
+            "the standalone VMI never reached the cache"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// The namespace selectors of deploy/ as the API server applies them: a namespace labelled

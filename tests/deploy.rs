@@ -748,11 +748,18 @@ fn check_network_policy(
 
 fn check_rbac(objects: &[Value], deployment: &Value) {
     let allowed_verbs: BTreeSet<&str> = ["get", "list", "watch"].into();
-    let allowed: BTreeSet<(&str, &str)> = [
-        ("k8s.cni.cncf.io", "network-attachment-definitions"),
-        ("kubevirt.io", "virtualmachines"),
-    ]
-    .into();
+    // Exactly what the caches watch (the code's one list of them).
+    use kubevirt_net_webhook::inventory::apply::Cached;
+    let watched: Vec<(String, String)> = [Cached::Nad, Cached::Vm, Cached::Vmi]
+        .map(|c| c.api_resource())
+        .into_iter()
+        .map(|r| (r.group, r.plural))
+        .collect();
+    let allowed: BTreeSet<(&str, &str)> = watched
+        .iter()
+        .map(|(g, r)| (g.as_str(), r.as_str()))
+        .collect();
+    assert!(allowed.contains(&("kubevirt.io", "virtualmachineinstances")));
     let sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         .as_str()
         .expect("serviceAccountName");
@@ -786,7 +793,7 @@ fn check_rbac(objects: &[Value], deployment: &Value) {
             }
         }
     }
-    // The reflectors need all three on both resources.
+    // The reflectors need all three on every resource.
     for (group, resource) in &allowed {
         for verb in &allowed_verbs {
             assert!(

@@ -143,7 +143,9 @@ fn remember(inventory: &mut Inventory, parsed: &Parsed, object: Option<&DynamicO
     let (Some(kind), Some(object)) = (Kind::of(&req.kind.group, &req.kind.kind), object) else {
         return;
     };
-    if kind == Kind::VirtualMachine {
+    // The guests that hold MACs and addresses: VMs, and standalone VMIs (the inventory
+    // leaves a VM's own VMI to its VM).
+    if matches!(kind, Kind::VirtualMachine | Kind::VirtualMachineInstance) {
         let namespace = kinds::namespace(
             req.namespace.as_deref(),
             object.metadata.namespace.as_deref(),
@@ -195,7 +197,9 @@ pub fn review(
     }
     inventory::files::add_documents(Cached::Nad, &inputs, &mut inventory)?;
     if let Some(dir) = &args.vms {
-        inventory::files::add_documents(Cached::Vm, &manifests::read_path(dir)?, &mut inventory)?;
+        let docs = manifests::read_path(dir)?;
+        inventory::files::add_documents(Cached::Vm, &docs, &mut inventory)?;
+        inventory::files::add_documents(Cached::Vmi, &docs, &mut inventory)?;
     }
     let mut items = Vec::new();
     for (i, doc) in inputs.iter().enumerate() {

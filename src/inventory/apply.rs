@@ -15,13 +15,16 @@ use crate::model::{
     nad::Nad,
 };
 
-/// The two cached resources.
+/// The cached resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cached {
     /// NetworkAttachmentDefinitions, whole (reduced to what the checks read).
     Nad,
     /// VirtualMachines, as footprints.
     Vm,
+    /// Standalone VirtualMachineInstances, as footprints: they hold MACs and addresses too
+    /// (a VMI KubeVirt made for a VM is left to its VM).
+    Vmi,
 }
 
 impl Cached {
@@ -30,14 +33,15 @@ impl Cached {
         match self {
             Cached::Nad => "nad",
             Cached::Vm => "vm",
+            Cached::Vmi => "vmi",
         }
     }
 
     pub fn api_resource(self) -> ApiResource {
         let (group, version, kind, plural) = match self {
             Cached::Nad => (NAD_GROUP, "v1", NAD_KIND, "network-attachment-definitions"),
-            Cached::Vm => {
-                let k = Kind::VirtualMachine;
+            Cached::Vm | Cached::Vmi => {
+                let k = self.guest_kind();
                 (k.group(), k.version(), k.name(), k.resource())
             }
         };
@@ -48,7 +52,17 @@ impl Cached {
     pub fn matches(self, api_version: &str, kind: &str) -> bool {
         match self {
             Cached::Nad => kind == NAD_KIND && api_version.starts_with(&format!("{NAD_GROUP}/")),
-            Cached::Vm => Kind::of_manifest(api_version, kind) == Some(Kind::VirtualMachine),
+            Cached::Vm | Cached::Vmi => {
+                Kind::of_manifest(api_version, kind) == Some(self.guest_kind())
+            }
+        }
+    }
+
+    /// The guest kind of a guest cache (`Nad` has none; it is never asked).
+    fn guest_kind(self) -> Kind {
+        match self {
+            Cached::Vmi => Kind::VirtualMachineInstance,
+            _ => Kind::VirtualMachine,
         }
     }
 
@@ -56,7 +70,7 @@ impl Cached {
     pub fn count(self, inventory: &Inventory) -> usize {
         match self {
             Cached::Nad => inventory.nad_count(),
-            Cached::Vm => inventory.vm_count(),
+            Cached::Vm | Cached::Vmi => inventory.guest_count(self.guest_kind()),
         }
     }
 }
@@ -127,7 +141,9 @@ impl Applier {
                     let keep = |ns: &str, name: &str| seen.contains(&format!("{ns}/{name}"));
                     match self.cached {
                         Cached::Nad => inventory.retain_nads(keep),
-                        Cached::Vm => inventory.retain_vms(keep),
+                        Cached::Vm | Cached::Vmi => {
+                            inventory.retain_guests(self.cached.guest_kind(), keep)
+                        }
                     }
                 }
                 self.synced = true;
@@ -148,7 +164,9 @@ impl Applier {
     fn remove(&self, inventory: &mut Inventory, namespace: &str, name: &str) {
         match self.cached {
             Cached::Nad => inventory.remove_nad(namespace, name),
-            Cached::Vm => inventory.remove_vm(namespace, name),
+            Cached::Vm | Cached::Vmi => {
+                inventory.remove_guest(self.cached.guest_kind(), namespace, name)
+            }
         }
     }
 
@@ -163,8 +181,8 @@ impl Applier {
             Cached::Nad => Nad::from_object(obj)
                 .map(|nad| inventory.upsert_nad(nad))
                 .map_err(|e| e.to_string()),
-            Cached::Vm => inventory
-                .upsert_vm_object(Kind::VirtualMachine, obj, &namespace)
+            Cached::Vm | Cached::Vmi => inventory
+                .upsert_vm_object(self.cached.guest_kind(), obj, &namespace)
                 .map_err(|e| e.to_string()),
         };
         result.map_err(|message| {
@@ -274,6 +292,76 @@ mod tests {
             nads.apply(&mut inv, event).unwrap();
         }
         assert!(validate(&inv, &me).0 && inv.nad_count() == 0);
+    }
+
+    /// `vm(name, mac)` as a VirtualMachineInstance; `owned`: one KubeVirt made for VM `name`.
+    fn vmi(name: &str, mac: &str, owned: bool) -> DynamicObject {
+        let vm = vm(name, Some(mac));
+        let mut meta = vm["metadata"].clone();
+        if owned {
+            meta["ownerReferences"] = json!([{"apiVersion": "kubevirt.io/v1",
+                "kind": "VirtualMachine", "name": name, "uid": "u", "controller": true}]);
+        }
+        obj(
+            json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": meta, "spec": vm["spec"]["template"]["spec"]}),
+        )
+    }
+
+    #[test]
+    fn standalone_vmis_hold_their_macs_and_a_vms_own_vmi_is_left_to_it() {
+        let mut inv = Inventory::new();
+        Applier::new(Cached::Nad)
+            .apply(&mut inv, Event::Apply(nad("ext", "bridge")))
+            .unwrap();
+        let mut vms = Applier::new(Cached::Vm);
+        let mut vmis = Applier::new(Cached::Vmi);
+        vms.apply(
+            &mut inv,
+            Event::Apply(obj(vm("web", Some("02:00:00:00:00:01")))),
+        )
+        .unwrap();
+        // The VM's own VMI (same MAC) is not a second holder; the standalone one is.
+        vmis.apply(
+            &mut inv,
+            Event::Apply(vmi("web", "02:00:00:00:00:01", true)),
+        )
+        .unwrap();
+        vmis.apply(
+            &mut inv,
+            Event::Apply(vmi("lone", "02:00:00:00:00:02", false)),
+        )
+        .unwrap();
+        assert_eq!((Cached::Vm.count(&inv), Cached::Vmi.count(&inv)), (1, 1));
+        assert_eq!(inv.conflicts(), Default::default());
+        let (allowed, message) = validate(&inv, &vm("later", Some("02:00:00:00:00:02")));
+        assert!(!allowed && message.contains("\"lone\""), "{message}");
+        // The VMIs' relist keeps the VMs, and the VMs' relist keeps the VMIs.
+        for event in [Event::Init, Event::InitDone] {
+            vmis.apply(&mut inv, event).unwrap();
+        }
+        assert_eq!((Cached::Vm.count(&inv), Cached::Vmi.count(&inv)), (1, 0));
+        vmis.apply(
+            &mut inv,
+            Event::Apply(vmi("lone", "02:00:00:00:00:02", false)),
+        )
+        .unwrap();
+        for event in [Event::Init, Event::InitDone] {
+            vms.apply(&mut inv, event).unwrap();
+        }
+        assert_eq!((Cached::Vm.count(&inv), Cached::Vmi.count(&inv)), (0, 1));
+        // A VMI deleted under the name of a VM leaves the VM's footprint alone.
+        vms.apply(
+            &mut inv,
+            Event::Apply(obj(vm("lone", Some("02:00:00:00:00:03")))),
+        )
+        .unwrap();
+        vmis.apply(
+            &mut inv,
+            Event::Delete(vmi("lone", "02:00:00:00:00:02", false)),
+        )
+        .unwrap();
+        assert_eq!((Cached::Vm.count(&inv), Cached::Vmi.count(&inv)), (1, 0));
     }
 
     #[test]

@@ -185,6 +185,8 @@ struct Nic {
 struct Slot {
     key: Arc<str>,
     nics: Box<[Nic]>,
+    /// A VM, or a standalone VMI (one KubeVirt made for a VM is the VM's).
+    kind: Kind,
 }
 
 /// The addresses held on one NAD as stretches of two or more consecutive addresses
@@ -418,6 +420,8 @@ pub struct Inventory {
     addresses: AddressOwners,
     /// Per NAD, the stretches of consecutive addresses held.
     runs: HashMap<u32, Runs>,
+    /// Guests held: VMs, and standalone VMIs (for [`Inventory::guest_count`]).
+    guests: [usize; 2],
     /// Per NAD, the VMs with a NIC that requested no address (they take a pinned one).
     /// Ordered by id: adding, removing and finding another VM are logarithmic, however many
     /// VMs share the NAD.
@@ -521,12 +525,27 @@ impl Inventory {
         let Some(name) = vm.name.as_deref() else {
             return Ok(()); // no identity yet: nothing it claims can be attributed
         };
-        self.upsert_vm(namespace, name, footprint(&vm, namespace));
+        if kind == Kind::VirtualMachineInstance && vm.owned_by(Kind::VirtualMachine) {
+            return Ok(()); // its VM holds what it holds
+        }
+        self.upsert_guest(kind, namespace, name, footprint(&vm, namespace));
         Ok(())
     }
 
     /// Adds or replaces a VM's footprint.
     pub fn upsert_vm(&mut self, namespace: &str, name: &str, nics: Vec<NicPrint>) {
+        self.upsert_guest(Kind::VirtualMachine, namespace, name, nics);
+    }
+
+    /// Adds or replaces the footprint of a VM or of a standalone VMI. Both are keyed by
+    /// namespace and name; where a VM and a standalone VMI share one (a stopped VM next to a
+    /// VMI someone created by hand), the VM's footprint is kept.
+    pub fn upsert_guest(&mut self, kind: Kind, namespace: &str, name: &str, nics: Vec<NicPrint>) {
+        if kind != Kind::VirtualMachine
+            && self.kind_at(namespace, name) == Some(Kind::VirtualMachine)
+        {
+            return;
+        }
         // What the VM held before is no new conflict when it holds it again.
         let known: Option<HashSet<Claim>> = self
             .conflict_log
@@ -578,7 +597,8 @@ impl Inventory {
             }
         }
         self.ids.insert(key.clone(), id);
-        self.vms[id as usize] = Some(Slot { key, nics });
+        self.guests[usize::from(kind != Kind::VirtualMachine)] += 1;
+        self.vms[id as usize] = Some(Slot { key, nics, kind });
         if let Some(known) = known {
             for claim in shared.into_iter().filter(|c| !known.contains(c)) {
                 self.log_conflict(claim, id);
@@ -593,6 +613,7 @@ impl Inventory {
         let Some(slot) = self.vms[id as usize].take() else {
             return;
         };
+        self.guests[usize::from(slot.kind != Kind::VirtualMachine)] -= 1;
         for nic in slot.nics.iter() {
             if let Some(mac) = nic.mac {
                 self.macs.remove(&(nic.net, mac), id);
@@ -627,16 +648,44 @@ impl Inventory {
         });
     }
 
+    /// The kind of the guest held at `namespace/name`, if any.
+    fn kind_at(&self, namespace: &str, name: &str) -> Option<Kind> {
+        let id = with_key(namespace, name, |k| self.ids.get(k).copied())?;
+        self.vms[id as usize].as_ref().map(|slot| slot.kind)
+    }
+
+    /// Removes the footprint at `namespace/name` if it is of `kind`: a standalone VMI's
+    /// deletion leaves a VM of the same name alone.
+    pub fn remove_guest(&mut self, kind: Kind, namespace: &str, name: &str) {
+        if self.kind_at(namespace, name) == Some(kind) {
+            self.remove_vm(namespace, name);
+        }
+    }
+
+    /// How many guests of `kind` are held (with at least one Multus NIC).
+    pub fn guest_count(&self, kind: Kind) -> usize {
+        self.guests[usize::from(kind != Kind::VirtualMachine)]
+    }
+
     /// Keeps only the VMs for which `keep(namespace, name)` holds: a relist drops the gone.
-    pub fn retain_vms(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+    pub fn retain_vms(&mut self, keep: impl FnMut(&str, &str) -> bool) {
+        self.retain_guests(Kind::VirtualMachine, keep);
+    }
+
+    /// Keeps only the guests of `kind` for which `keep(namespace, name)` holds; the others'
+    /// footprints are untouched (each kind has its own watch and relist).
+    pub fn retain_guests(&mut self, kind: Kind, mut keep: impl FnMut(&str, &str) -> bool) {
         let gone: Vec<Arc<str>> = self
             .ids
-            .keys()
-            .filter(|k| {
+            .iter()
+            .filter(|(k, id)| {
                 let (namespace, name) = split_key(k);
-                !keep(namespace, name)
+                self.vms[**id as usize]
+                    .as_ref()
+                    .is_some_and(|slot| slot.kind == kind)
+                    && !keep(namespace, name)
             })
-            .cloned()
+            .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
             let (namespace, name) = split_key(&k);

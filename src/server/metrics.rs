@@ -218,7 +218,7 @@ impl Metrics {
                 .get_or_create(&EndpointLabels { endpoint })
                 .inc_by(0);
         }
-        for kind in ["nad", "vm"] {
+        for kind in ["nad", "vm", "vmi"] {
             cache_ready.get_or_create(&KindLabels { kind }).set(0);
             cache_objects.get_or_create(&KindLabels { kind }).set(0);
         }

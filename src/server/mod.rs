@@ -228,15 +228,17 @@ pub struct Shared {
     gate: Gate,
     nads_synced: AtomicBool,
     vms_synced: AtomicBool,
+    vmis_synced: AtomicBool,
     shutting_down: AtomicBool,
 }
 
 impl Shared {
-    /// A certificate is loaded, both caches have synced, and shutdown has not begun.
+    /// A certificate is loaded, every cache has synced, and shutdown has not begun.
     pub fn ready(&self) -> bool {
         self.cert.is_loaded()
             && self.nads_synced.load(Ordering::Acquire)
             && self.vms_synced.load(Ordering::Acquire)
+            && self.vmis_synced.load(Ordering::Acquire)
             && !self.shutting_down.load(Ordering::Acquire)
     }
 
@@ -248,6 +250,7 @@ impl Shared {
         match cached {
             Cached::Nad => &self.nads_synced,
             Cached::Vm => &self.vms_synced,
+            Cached::Vmi => &self.vmis_synced,
         }
     }
 
@@ -366,7 +369,9 @@ impl Server {
             inventory::files::load_path(Cached::Nad, path, &mut inventory)?;
         }
         if let Some(path) = &args.vms {
+            // The cluster's guests: VMs, and the standalone VMIs among them.
             inventory::files::load_path(Cached::Vm, path, &mut inventory)?;
+            inventory::files::load_path(Cached::Vmi, path, &mut inventory)?;
         }
         let shared = Arc::new(Shared {
             config,
@@ -383,6 +388,7 @@ impl Server {
             ),
             nads_synced: AtomicBool::new(args.nads.is_some()),
             vms_synced: AtomicBool::new(args.vms.is_some()),
+            vmis_synced: AtomicBool::new(args.vms.is_some()),
             shutting_down: AtomicBool::new(false),
             inventory: RwLock::new(inventory),
         });
@@ -394,6 +400,7 @@ impl Server {
             for (kind, from_files) in [
                 (Cached::Nad, args.nads.is_some()),
                 (Cached::Vm, args.vms.is_some()),
+                (Cached::Vmi, args.vms.is_some()),
             ] {
                 metrics.set_cache(kind.label(), kind.count(&inventory), from_files);
             }
@@ -416,11 +423,15 @@ impl Server {
         let admin_listener = bind(args.admin_listen).await?;
 
         let mut tasks = vec![tokio::spawn(reloader.watch(args.cert_poll_interval))];
-        let watched: Vec<Cached> = [(Cached::Nad, &args.nads), (Cached::Vm, &args.vms)]
-            .into_iter()
-            .filter(|(_, files)| files.is_none())
-            .map(|(kind, _)| kind)
-            .collect();
+        let watched: Vec<Cached> = [
+            (Cached::Nad, &args.nads),
+            (Cached::Vm, &args.vms),
+            (Cached::Vmi, &args.vms),
+        ]
+        .into_iter()
+        .filter(|(_, files)| files.is_none())
+        .map(|(kind, _)| kind)
+        .collect();
         if !watched.is_empty() {
             let client = kube::Client::try_default().await?;
             for kind in watched {
