@@ -87,6 +87,19 @@ fn legacy_vms() -> Vec<Legacy> {
     ]
 }
 
+/// `vm` with one more bridge NIC, `name`, on NAD `nad`.
+fn add_bridge_nic(vm: &mut Value, name: &str, nad: &str) {
+    let spec = &mut vm["spec"]["template"]["spec"];
+    spec["domain"]["devices"]["interfaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": name, "bridge": {}}));
+    spec["networks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": name, "multus": {"networkName": nad}}));
+}
+
 /// What the API server does with an UPDATE: `/mutate`, its patch applied, then `/validate`
 /// (or `endpoint`) on the result, both with the stored object as `oldObject`.
 fn update(ask: &Ask<'_>, endpoint: Endpoint, new: &Value, old: &Value) -> (Value, Answer) {
@@ -211,15 +224,7 @@ fn an_update_that_adds_a_violation_is_denied_and_names_only_the_new_one() {
         "kubevirt-net-webhook.io/networks",
         r#"{"more": "10.10.0.9/24"}"#,
     );
-    let spec = &mut new["spec"]["template"]["spec"];
-    spec["domain"]["devices"]["interfaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "more", "bridge": {}}));
-    spec["networks"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "more", "multus": {"networkName": "br"}}));
+    add_bridge_nic(&mut new, "more", "br");
     let (_, answer) = update(&ask, Endpoint::Validate, &new, &stored);
     assert!(!answer.allowed());
     let message = answer.message();
@@ -270,15 +275,7 @@ fn an_update_that_fixes_one_violation_is_allowed_while_another_stays() {
         "kubevirt-net-webhook.io/networks",
         r#"{"lan": "192.168.7.7/24"}"#,
     );
-    let spec = &mut stored["spec"]["template"]["spec"];
-    spec["domain"]["devices"]["interfaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "lan", "bridge": {}}));
-    spec["networks"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "lan", "multus": {"networkName": "br"}}));
+    add_bridge_nic(&mut stored, "lan", "br");
     let fixed = annotate(
         stored.clone(),
         "kubevirt-net-webhook.io/networks",
