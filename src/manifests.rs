@@ -285,6 +285,34 @@ pub fn read_path_with(path: &Path, limits: &Limits) -> Result<Vec<Document>> {
     Ok(out)
 }
 
+/// [`read_path_with`] one file at a time: `visit` gets each file's documents, which are
+/// dropped before the next file is read, so a whole cluster's dump never sits in memory at
+/// once (`audit -f`). Stdin (`-`) is one file.
+pub fn visit_path_with<E: From<Error>>(
+    path: &Path,
+    limits: &Limits,
+    mut visit: impl FnMut(Vec<Document>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    if path == Path::new("-") {
+        return visit(read_path_with(path, limits)?);
+    }
+    let meta = std::fs::metadata(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let files = if meta.is_dir() {
+        let mut walk = Walk::default();
+        manifest_files(path, &mut walk)?;
+        walk.found
+    } else {
+        vec![path.to_path_buf()]
+    };
+    for file in files {
+        visit(read_path_with(&file, limits)?)?;
+    }
+    Ok(())
+}
+
 /// Where flow collections first nest deeper than `limit` (1-based line), found in one linear
 /// pass that knows just enough YAML: comments, quoted scalars at node starts, block scalars
 /// (`|`, `>`) by indentation, and that a `[` or `{` inside a block-context plain scalar is

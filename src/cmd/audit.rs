@@ -523,48 +523,68 @@ fn from_files(args: &AuditArgs, scope: &Scope, config: &Config) -> Result<Findin
         max_file_bytes: 1 << 30,
         max_total_bytes: usize::MAX,
     };
-    let mut inputs = Vec::new();
-    for path in &args.files {
-        inputs.extend(manifests::read_path_with(path, &limits)?);
-    }
     let mut view = View::new();
     if let Some(dir) = &args.nads {
         let nads = manifests::read_path_with(dir, &limits)?;
         inventory::files::add_documents(Cached::Nad, &nads, &mut view.inventory)?;
     }
-    inventory::files::add_documents(Cached::Nad, &inputs, &mut view.inventory)?;
-    let mut guests = Vec::new();
-    for doc in &inputs {
-        let Some(kind) = Kind::of_manifest(doc.api_version(), doc.kind()) else {
-            continue;
-        };
-        let object = decode(doc, kind)?;
-        view.add_guest(kind, &object)
-            .map_err(|e| object_error(&doc.origin, kind, &object, e))?;
-        guests.push((doc, kind, object));
+    // Stdin can be read once: its objects are kept for the second pass. Files are read
+    // twice instead, one at a time, so a cluster's dump never sits in memory whole: first
+    // into the cluster view (NADs, and each guest's MACs and addresses only), then judged.
+    let mut stdin = Vec::new();
+    for path in &args.files {
+        manifests::visit_path_with(path, &limits, |docs| -> Result<(), Error> {
+            inventory::files::add_documents(Cached::Nad, &docs, &mut view.inventory)?;
+            for doc in &docs {
+                let Some(kind) = Kind::of_manifest(doc.api_version(), doc.kind()) else {
+                    continue;
+                };
+                let object = decode(doc, kind)?;
+                view.add_guest(kind, &object)
+                    .map_err(|e| object_error(&doc.origin, kind, &object, e))?;
+            }
+            if path == std::path::Path::new("-") {
+                stdin = docs;
+            }
+            Ok(())
+        })?;
     }
     let mut findings = Findings::new();
-    for (doc, kind, object) in &guests {
-        if !scope.includes(namespace_of(object)) {
-            continue;
-        }
-        findings.judge(&view, config, *kind, object);
-        // A file is the operator's to fix: an object that does not decode stops the run.
-        if let Some(Error::Object {
-            kind,
-            namespace,
-            name,
-            message,
-            ..
-        }) = findings.errors.pop()
-        {
-            return Err(Error::Object {
-                origin: format!("{}: ", doc.origin),
+    let mut judge = |docs: &[Document]| -> Result<(), Error> {
+        for doc in docs {
+            let Some(kind) = Kind::of_manifest(doc.api_version(), doc.kind()) else {
+                continue;
+            };
+            let object = decode(doc, kind)?;
+            if !scope.includes(namespace_of(&object)) {
+                continue;
+            }
+            findings.judge(&view, config, kind, &object);
+            // A file is the operator's to fix: an object that does not decode stops the run.
+            if let Some(Error::Object {
                 kind,
                 namespace,
                 name,
                 message,
-            });
+                ..
+            }) = findings.errors.pop()
+            {
+                return Err(Error::Object {
+                    origin: format!("{}: ", doc.origin),
+                    kind,
+                    namespace,
+                    name,
+                    message,
+                });
+            }
+        }
+        Ok(())
+    };
+    for path in &args.files {
+        if path == std::path::Path::new("-") {
+            judge(&stdin)?;
+        } else {
+            manifests::visit_path_with(path, &limits, |docs| judge(&docs))?;
         }
     }
     findings.sort();
