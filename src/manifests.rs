@@ -246,23 +246,27 @@ pub fn read_path(path: &Path) -> Result<Vec<Document>> {
     read_path_with(path, &Limits::default())
 }
 
+/// The manifest files at `path`: the file itself, or a directory's, recursively.
+fn files_of(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut walk = Walk::default();
+    manifest_files(path, &mut walk)?;
+    Ok(walk.found)
+}
+
 /// [`read_path`] with other limits.
 pub fn read_path_with(path: &Path, limits: &Limits) -> Result<Vec<Document>> {
     if path == Path::new("-") {
         let text = read_limited(std::io::stdin().lock(), "<stdin>", limits.max_file_bytes)?;
         return parse_str(&text, "<stdin>");
     }
-    let meta = std::fs::metadata(path).map_err(|source| Error::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let files = if meta.is_dir() {
-        let mut walk = Walk::default();
-        manifest_files(path, &mut walk)?;
-        walk.found
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = files_of(path)?;
     let mut out = Vec::new();
     let mut total = 0usize;
     for file in files {
@@ -296,18 +300,7 @@ pub fn visit_path_with<E: From<Error>>(
     if path == Path::new("-") {
         return visit(read_path_with(path, limits)?);
     }
-    let meta = std::fs::metadata(path).map_err(|source| Error::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let files = if meta.is_dir() {
-        let mut walk = Walk::default();
-        manifest_files(path, &mut walk)?;
-        walk.found
-    } else {
-        vec![path.to_path_buf()]
-    };
-    for file in files {
+    for file in files_of(path)? {
         visit(read_path_with(&file, limits)?)?;
     }
     Ok(())

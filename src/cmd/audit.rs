@@ -427,14 +427,8 @@ fn name_every_holder(view: &View, me: VmName<'_>, violation: &Violation) -> Opti
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
         None => return None,
     };
-    // The webhook's words for the one holder it names (engine Ctx::describe_other).
-    let phrase = first.map(|other| {
-        if other.namespace == me.namespace {
-            format!("VM {:?} in this namespace", other.name)
-        } else {
-            "a VM in another namespace".to_string()
-        }
-    })?;
+    // The webhook's words for the one holder it names.
+    let phrase = engine::describe_other(me.namespace, first?);
     Some(if violation.message.contains(&phrase) {
         violation.message.replacen(&phrase, &all, 1)
     } else {

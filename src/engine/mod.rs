@@ -160,11 +160,7 @@ impl<'a> Ctx<'a> {
 
     /// Describes another VM without revealing anything across namespaces (SPEC §2.7).
     fn describe_other(&self, other: VmName<'_>) -> String {
-        if other.namespace == self.namespace {
-            format!("VM {:?} in this namespace", other.name)
-        } else {
-            "a VM in another namespace".to_string()
-        }
+        describe_other(self.namespace, other)
     }
 
     /// The NAD reference of the VM network `network`, if it is a Multus network.
@@ -206,6 +202,16 @@ impl<'a> Ctx<'a> {
     /// Whether the user opted this guest out of mutation (SPEC §2.6).
     fn mutation_disabled(&self) -> bool {
         self.vm.annotation(annotations::MUTATE).map(str::trim) == Some("false")
+    }
+}
+
+/// How a message to a guest in `namespace` names `other`: by name in the same namespace,
+/// not at all in another (SPEC §2.7). `audit` replaces these words for administrators.
+pub fn describe_other(namespace: &str, other: VmName<'_>) -> String {
+    if other.namespace == namespace {
+        format!("VM {:?} in this namespace", other.name)
+    } else {
+        "a VM in another namespace".to_string()
     }
 }
 

@@ -430,6 +430,11 @@ pub struct Inventory {
     conflict_log: Option<Vec<Conflict>>,
 }
 
+/// Where [`Inventory::guest_count`] counts a guest of `kind`: VMs, or standalone VMIs.
+fn guest_slot(kind: Kind) -> usize {
+    usize::from(kind != Kind::VirtualMachine)
+}
+
 /// A MAC index key: 6 bytes instead of `Mac`'s u64 keep an entry at 16 bytes, not 24.
 fn mac_key(net: u32, mac: Mac) -> (u32, [u8; 6]) {
     let b = mac.0.to_be_bytes();
@@ -597,7 +602,7 @@ impl Inventory {
             }
         }
         self.ids.insert(key.clone(), id);
-        self.guests[usize::from(kind != Kind::VirtualMachine)] += 1;
+        self.guests[guest_slot(kind)] += 1;
         self.vms[id as usize] = Some(Slot { key, nics, kind });
         if let Some(known) = known {
             for claim in shared.into_iter().filter(|c| !known.contains(c)) {
@@ -613,7 +618,7 @@ impl Inventory {
         let Some(slot) = self.vms[id as usize].take() else {
             return;
         };
-        self.guests[usize::from(slot.kind != Kind::VirtualMachine)] -= 1;
+        self.guests[guest_slot(slot.kind)] -= 1;
         for nic in slot.nics.iter() {
             if let Some(mac) = nic.mac {
                 self.macs.remove(&(nic.net, mac), id);
@@ -664,7 +669,7 @@ impl Inventory {
 
     /// How many guests of `kind` are held (with at least one Multus NIC).
     pub fn guest_count(&self, kind: Kind) -> usize {
-        self.guests[usize::from(kind != Kind::VirtualMachine)]
+        self.guests[guest_slot(kind)]
     }
 
     /// Keeps only the VMs for which `keep(namespace, name)` holds: a relist drops the gone.
