@@ -8,7 +8,9 @@
 //! - [`engine`]: the decision, a pure function of the object, the inventory and the config.
 //! - [`admission`]: the one path from an AdmissionReview (or a manifest) to its answer.
 //! - [`server`] and [`cmd`]: the HTTPS shell and the command line, over the same path.
+//! - [`cluster`]: whole resources listed from the API server (the caches' and `audit`'s).
 pub mod admission;
+pub mod cluster;
 pub mod cmd;
 pub mod engine;
 pub mod inventory;

@@ -9,11 +9,11 @@ use kube::{
     runtime::watcher::Event,
 };
 
-use super::Inventory;
-use crate::model::{
-    kinds::{self, Kind},
-    nad::Nad,
+use super::{
+    Inventory,
+    entry::{Content, Entry},
 };
+use crate::model::kinds::Kind;
 
 /// The cached resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,7 +59,7 @@ impl Cached {
     }
 
     /// The guest kind of a guest cache (`Nad` has none; it is never asked).
-    fn guest_kind(self) -> Kind {
+    pub(crate) fn guest_kind(self) -> Kind {
         match self {
             Cached::Vmi => Kind::VirtualMachineInstance,
             _ => Kind::VirtualMachine,
@@ -123,17 +123,34 @@ impl Applier {
         inventory: &mut Inventory,
         event: Event<DynamicObject>,
     ) -> Result<(), Error> {
+        let read = |obj: DynamicObject| Entry::from_object(self.cached, &obj);
+        let event = match event {
+            Event::Init => Event::Init,
+            Event::InitApply(obj) => Event::InitApply(read(obj)),
+            Event::InitDone => Event::InitDone,
+            Event::Apply(obj) => Event::Apply(read(obj)),
+            Event::Delete(obj) => Event::Delete(read(obj)),
+        };
+        self.apply_entry(inventory, event)
+    }
+
+    /// [`Applier::apply`] for objects read already (list items are read straight from their
+    /// JSON, [`Entry::from_json`]).
+    pub fn apply_entry(
+        &mut self,
+        inventory: &mut Inventory,
+        event: Event<Entry>,
+    ) -> Result<(), Error> {
         match event {
             Event::Init => {
                 self.relist = Some(HashSet::new());
                 Ok(())
             }
-            Event::InitApply(obj) => {
-                let (namespace, name) = names(&obj);
+            Event::InitApply(entry) => {
                 if let Some(seen) = &mut self.relist {
-                    seen.insert(format!("{namespace}/{name}"));
+                    seen.insert(format!("{}/{}", entry.namespace, entry.name));
                 }
-                self.upsert(inventory, &obj, namespace, name)
+                self.upsert(inventory, entry)
             }
             Event::InitDone => {
                 // Objects deleted while the watch was down are the ones the relist missed.
@@ -149,13 +166,9 @@ impl Applier {
                 self.synced = true;
                 Ok(())
             }
-            Event::Apply(obj) => {
-                let (namespace, name) = names(&obj);
-                self.upsert(inventory, &obj, namespace, name)
-            }
-            Event::Delete(obj) => {
-                let (namespace, name) = names(&obj);
-                self.remove(inventory, &namespace, &name);
+            Event::Apply(entry) => self.upsert(inventory, entry),
+            Event::Delete(entry) => {
+                self.remove(inventory, &entry.namespace, &entry.name);
                 Ok(())
             }
         }
@@ -170,39 +183,30 @@ impl Applier {
         }
     }
 
-    fn upsert(
-        &self,
-        inventory: &mut Inventory,
-        obj: &DynamicObject,
-        namespace: String,
-        name: String,
-    ) -> Result<(), Error> {
-        let result = match self.cached {
-            Cached::Nad => Nad::from_object(obj)
-                .map(|nad| inventory.upsert_nad(nad))
-                .map_err(|e| e.to_string()),
-            Cached::Vm | Cached::Vmi => inventory
-                .upsert_vm_object(self.cached.guest_kind(), obj, &namespace)
-                .map_err(|e| e.to_string()),
-        };
-        result.map_err(|message| {
-            self.remove(inventory, &namespace, &name);
-            Error {
-                kind: self.cached.label(),
-                namespace,
-                name,
-                message,
+    fn upsert(&self, inventory: &mut Inventory, entry: Entry) -> Result<(), Error> {
+        let Entry {
+            namespace,
+            name,
+            content,
+        } = entry;
+        match content {
+            Ok(Content::Nad(nad)) => inventory.upsert_nad(*nad),
+            Ok(Content::Guest(nics)) => {
+                inventory.upsert_guest(self.cached.guest_kind(), &namespace, &name, nics)
             }
-        })
+            Ok(Content::Nothing) => {}
+            Err(message) => {
+                self.remove(inventory, &namespace, &name);
+                return Err(Error {
+                    kind: self.cached.label(),
+                    namespace,
+                    name,
+                    message,
+                });
+            }
+        }
+        Ok(())
     }
-}
-
-/// `namespace` (defaulted as for a manifest without one) and `name`.
-fn names(obj: &DynamicObject) -> (String, String) {
-    (
-        kinds::namespace(None, obj.metadata.namespace.as_deref()).to_string(),
-        obj.metadata.name.clone().unwrap_or_default(),
-    )
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! (the server) and [`files`] through the same path from manifests (`serve --nads/--vms`,
 //! `review`).
 pub mod apply;
+pub mod entry;
 pub mod files;
 
 use std::{
@@ -20,7 +21,7 @@ use crate::model::{
     kinds::{self, Kind},
     mac::Mac,
     nad::{Nad, NadRef},
-    vm::{self, Vm},
+    vm::{self, Interface, Network, Vm},
 };
 
 /// What one VM NIC on a Multus network claims.
@@ -38,16 +39,30 @@ pub struct NicPrint {
 /// What a VM claims on Multus networks. Interfaces are paired with networks by name, so a VM
 /// not yet mutated contributes what it has (user-set MACs, annotation addresses).
 pub fn footprint(vm: &Vm, namespace: &str) -> Vec<NicPrint> {
-    let requests = vm
-        .annotation(annotations::NETWORKS)
+    footprint_of(
+        vm.networks(),
+        vm.interfaces(),
+        vm.annotation(annotations::NETWORKS),
+        namespace,
+    )
+}
+
+/// [`footprint`] from the parts it reads: the VMI spec's networks and interfaces, and the
+/// webhook's networks annotation.
+pub fn footprint_of(
+    networks: &[Network],
+    interfaces: &[Interface],
+    networks_annotation: Option<&str>,
+    namespace: &str,
+) -> Vec<NicPrint> {
+    let requests = networks_annotation
         .and_then(|t| annotations::parse_networks(t).ok())
         .unwrap_or_default();
-    vm.networks()
+    networks
         .iter()
         .filter_map(|net| {
             let nad = net.nad_ref(namespace)?;
-            let mac = vm
-                .interfaces()
+            let mac = interfaces
                 .iter()
                 .find(|i| i.name == net.name)
                 .and_then(|i| i.mac_address.as_deref())
@@ -526,14 +541,10 @@ impl Inventory {
         obj: &DynamicObject,
         namespace: &str,
     ) -> Result<(), vm::Error> {
-        let vm = Vm::from_object(kind, obj)?;
-        let Some(name) = vm.name.as_deref() else {
-            return Ok(()); // no identity yet: nothing it claims can be attributed
-        };
-        if kind == Kind::VirtualMachineInstance && vm.owned_by(Kind::VirtualMachine) {
-            return Ok(()); // its VM holds what it holds
+        if let entry::Content::Guest(nics) = entry::guest_content(kind, obj, namespace)? {
+            let name = obj.metadata.name.as_deref().unwrap_or_default();
+            self.upsert_guest(kind, namespace, name, nics);
         }
-        self.upsert_guest(kind, namespace, name, footprint(&vm, namespace));
         Ok(())
     }
 

@@ -445,17 +445,21 @@ impl<'a> Vm<'a> {
 
 /// An optional string, borrowed from the object: serde borrows a `Cow` field on its own,
 /// but copies one inside an `Option`.
-fn borrowed<'de: 'a, 'a, D>(deserializer: D) -> std::result::Result<Option<Cow<'a, str>>, D::Error>
+pub(crate) fn borrowed<'de: 'a, 'a, D>(
+    deserializer: D,
+) -> std::result::Result<Option<Cow<'a, str>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
     Ok(Option::<Borrowed<'a>>::deserialize(deserializer)?.map(|b| b.0))
 }
 
+/// A string borrowed from the input where it can be (it has no escapes).
+#[derive(Deserialize)]
+pub(crate) struct Borrowed<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
 /// Kubernetes clients send `null` for empty lists and maps now and then.
-fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,

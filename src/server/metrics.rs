@@ -10,6 +10,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use std::sync::atomic::AtomicU64;
+
 use crate::inventory::ConflictCounts;
 
 /// Labels of `requests_total`.
@@ -72,6 +74,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub cache_objects: Family<KindLabels, Gauge>,
     pub cache_ready: Family<KindLabels, Gauge>,
+    pub cache_list_seconds: Family<KindLabels, Gauge<f64, AtomicU64>>,
+    pub cache_list_fallbacks: Family<KindLabels, Counter>,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
     pub conflicts: Family<KindLabels, Gauge>,
@@ -137,6 +141,19 @@ impl Metrics {
             "cache_ready",
             "1 once the cache has had its initial list",
             cache_ready.clone(),
+        );
+        let cache_list_seconds = Family::<KindLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "cache_list_seconds",
+            "How long the cache's last full list took (the initial one: time to ready)",
+            cache_list_seconds.clone(),
+        );
+        let cache_list_fallbacks = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "cache_list_fallbacks",
+            "Times the API server refused a list from its watch cache and the cache fell back \
+             to pages from etcd (for good)",
+            cache_list_fallbacks.clone(),
         );
         let certificate_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -232,6 +249,8 @@ impl Metrics {
             in_flight,
             cache_objects,
             cache_ready,
+            cache_list_seconds,
+            cache_list_fallbacks,
             certificate_reloads,
             certificate_expiry,
             conflicts,
@@ -285,6 +304,20 @@ impl Metrics {
         self.cache_ready
             .get_or_create(&KindLabels { kind })
             .set(i64::from(ready));
+    }
+
+    /// A cache's full list took `seconds`.
+    pub fn set_list_seconds(&self, kind: &'static str, seconds: f64) {
+        self.cache_list_seconds
+            .get_or_create(&KindLabels { kind })
+            .set(seconds);
+    }
+
+    /// A cache fell back from snapshots to pages.
+    pub fn list_fell_back(&self, kind: &'static str) {
+        self.cache_list_fallbacks
+            .get_or_create(&KindLabels { kind })
+            .inc();
     }
 
     /// `conflicts{kind="mac"|"address"}`, as computed over the cache.

@@ -319,6 +319,15 @@ impl cache::Sink for Shared {
     fn conflicts_changed(&self, counts: inventory::ConflictCounts) {
         self.metrics.set_conflicts(counts);
     }
+
+    fn listed(&self, kind: Cached, _mode: crate::cluster::Mode, elapsed: std::time::Duration) {
+        self.metrics
+            .set_list_seconds(kind.label(), elapsed.as_secs_f64());
+    }
+
+    fn fell_back(&self, kind: Cached) {
+        self.metrics.list_fell_back(kind.label());
+    }
 }
 
 /// A server with its ports bound and its background tasks (caches, certificate) running.
@@ -403,6 +412,10 @@ impl Server {
                 (Cached::Vmi, args.vms.is_some()),
             ] {
                 metrics.set_cache(kind.label(), kind.count(&inventory), from_files);
+                // From zero, so that an alert sees the first fallback.
+                let _ = metrics
+                    .cache_list_fallbacks
+                    .get_or_create(&metrics::KindLabels { kind: kind.label() });
             }
             metrics.set_conflicts(inventory.conflicts());
         }

@@ -1,0 +1,318 @@
+//! Reading a whole resource from the API server, as fast as the API server hands it over and
+//! in bounded memory, for `serve`'s caches and `audit -A` alike.
+//!
+//! Two ways to list ([`Mode`]):
+//! - [`Mode::Snapshot`]: one list at `resourceVersion=0`, which the API server answers from
+//!   its watch cache without asking etcd, as client-go's informers list. The body is decoded
+//!   while it arrives, item by item, so neither side waits for the other and no more than
+//!   one item is held at a time, whatever the list's size.
+//! - [`Mode::Pages`]: pages of [`PAGE`] objects read from etcd (a consistent list, following
+//!   continue tokens), each decoded the same way. Slower: every page is a round trip that
+//!   neither side overlaps. It is the fallback when the API server refuses a snapshot (for
+//!   example, a list that runs past its `--request-timeout` is cut off).
+//!
+//! The items are handed over as JSON text ([`RawValue`]); what to build from them is the
+//! caller's choice (the caches read footprints, `audit` whole objects).
+use std::io::BufReader;
+
+use kube::{
+    Client, Resource as _,
+    api::{ApiResource, DynamicObject, ListParams},
+    core::Request,
+};
+use serde::{
+    Deserialize,
+    de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::value::RawValue;
+use tokio_util::{compat::FuturesAsyncReadCompatExt as _, io::SyncIoBridge};
+use tracing::{Span, dispatcher};
+
+/// Objects per page in [`Mode::Pages`].
+pub const PAGE: u32 = 500;
+/// How many times one paged list starts over after its continue token expired (410 Gone).
+pub const ATTEMPTS: usize = 3;
+/// Bytes read from the API server at a time (the decoder reads from this buffer).
+const READ_BUFFER: usize = 256 * 1024;
+
+/// How to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One list from the API server's watch cache (`resourceVersion=0`), streamed.
+    Snapshot,
+    /// Consistent pages of [`PAGE`] from etcd.
+    Pages,
+}
+
+impl Mode {
+    /// The `mode` label of logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Snapshot => "snapshot",
+            Mode::Pages => "pages",
+        }
+    }
+}
+
+/// Errors listing a resource.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request failed: no answer, or an error status (kube's error says which).
+    #[error("{0}")]
+    Request(#[source] kube::Error),
+    /// The answer broke off or is not a list (a cut connection, a timeout on the server).
+    #[error("the list broke off or is not a list: {0}")]
+    Body(String),
+    /// A paged list's continue token expired (410 Gone) on every attempt.
+    #[error("the list's continue token expired {0} times (the API server compacted past it)")]
+    Expired(usize),
+    /// The decoding thread stopped.
+    #[error("the list's decoder stopped: {0}")]
+    Decoder(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the API server answered and refused (or cut off) the list, so that another
+    /// [`Mode`] may succeed where this one did not. Not: no answer at all (the API server is
+    /// down, which no mode changes), a missing resource, or a lack of permission.
+    pub fn refused(&self) -> bool {
+        match self {
+            Error::Request(kube::Error::Api(status)) => {
+                !matches!(status.code, 401 | 403 | 404 | 429)
+            }
+            Error::Request(_) | Error::Decoder(_) => false,
+            Error::Body(_) | Error::Expired(_) => true,
+        }
+    }
+
+    /// The API server's status code, if it answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Request(kube::Error::Api(status)) => Some(status.code),
+            _ => None,
+        }
+    }
+}
+
+/// What a list hands on, in order.
+#[derive(Debug)]
+pub enum Item<'a> {
+    /// The list starts over (a paged list's continue token expired): forget what it handed
+    /// on so far.
+    Restart,
+    /// The next object's JSON.
+    Object(&'a RawValue),
+}
+
+/// What takes a list's items, one at a time.
+pub trait Each: Send + 'static {
+    fn item(&mut self, item: Item<'_>);
+}
+
+impl<F: FnMut(Item<'_>) + Send + 'static> Each for F {
+    fn item(&mut self, item: Item<'_>) {
+        self(item)
+    }
+}
+
+/// Lists every object of `resource` in the cluster the `mode` way, handing each to `each` on
+/// a blocking thread (decoding is CPU work) as it arrives. Returns the list's
+/// `resourceVersion` (to watch from) and `each`.
+pub async fn list<E: Each>(
+    client: &Client,
+    resource: &ApiResource,
+    mode: Mode,
+    mut each: E,
+) -> Result<(String, E)> {
+    let request = Request::new(DynamicObject::url_path(resource, None));
+    let mut attempt = 1;
+    let mut token: Option<String> = None;
+    loop {
+        let params = match mode {
+            Mode::Snapshot => ListParams::default().match_any(),
+            Mode::Pages => {
+                let params = ListParams::default().limit(PAGE);
+                match &token {
+                    Some(token) => params.continue_token(token),
+                    None => params,
+                }
+            }
+        };
+        let http = request
+            .list(&params)
+            .map_err(|e| Error::Request(kube::Error::BuildRequest(e)))?;
+        let body = match client.request_stream(http).await {
+            Ok(body) => body,
+            Err(kube::Error::Api(status))
+                if status.code == 410 && mode == Mode::Pages && token.is_some() =>
+            {
+                if attempt == ATTEMPTS {
+                    return Err(Error::Expired(attempt));
+                }
+                attempt += 1;
+                token = None;
+                each.item(Item::Restart);
+                continue;
+            }
+            Err(e) => return Err(Error::Request(e)),
+        };
+        let reader = SyncIoBridge::new(body.compat());
+        // What `each` logs goes where the caller's logs go.
+        let (dispatch, span) = (dispatcher::get_default(Clone::clone), Span::current());
+        let (meta, returned) = tokio::task::spawn_blocking(move || {
+            let meta = dispatcher::with_default(&dispatch, || {
+                span.in_scope(|| decode(BufReader::with_capacity(READ_BUFFER, reader), &mut each))
+            });
+            (meta, each)
+        })
+        .await
+        .map_err(|e| Error::Decoder(e.to_string()))?;
+        each = returned;
+        let meta = meta?;
+        match meta.continue_.filter(|t| !t.is_empty()) {
+            Some(next) if mode == Mode::Pages => token = Some(next),
+            _ => return Ok((meta.resource_version.unwrap_or_default(), each)),
+        }
+    }
+}
+
+/// A list's own metadata.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListMeta {
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default, rename = "continue")]
+    continue_: Option<String>,
+}
+
+/// Reads a list's JSON from `reader`, handing each item to `each` as it is read.
+fn decode(reader: impl std::io::Read, each: &mut dyn Each) -> Result<ListMeta> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let meta = (ListSeed(each))
+        .deserialize(&mut de)
+        .and_then(|meta| de.end().map(|()| meta))
+        .map_err(|e| Error::Body(e.to_string()))?;
+    Ok(meta)
+}
+
+/// The list object: `metadata` kept, `items` handed on one by one, the rest skipped.
+struct ListSeed<'f>(&'f mut dyn Each);
+
+impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
+    type Value = ListMeta;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<ListMeta, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed<'_> {
+    type Value = ListMeta;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ListMeta, A::Error> {
+        let mut meta = ListMeta::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "metadata" => meta = map.next_value()?,
+                "items" => map.next_value_seed(ItemsSeed(&mut *self.0))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(meta)
+    }
+}
+
+/// `items`: each one handed on as its JSON text (`null`: none).
+struct ItemsSeed<'f>(&'f mut dyn Each);
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of objects")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+            self.0.item(Item::Object(&item));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(json: &str) -> Result<(ListMeta, Vec<String>)> {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let meta = decode(json.as_bytes(), &mut move |item: Item<'_>| {
+            into.lock().unwrap().push(match item {
+                Item::Object(raw) => raw.get().to_string(),
+                Item::Restart => "restart".into(),
+            })
+        })?;
+        let seen = seen.lock().unwrap().clone();
+        Ok((meta, seen))
+    }
+
+    #[test]
+    fn items_are_handed_on_in_order_with_the_list_metadata_wherever_it_is() {
+        let (meta, items) = names(
+            r#"{"kind": "VirtualMachineList", "items": [{"a": 1}, {"b": [2, {"c": "]"}]}],
+                "metadata": {"resourceVersion": "42", "continue": "t"}, "apiVersion": "kubevirt.io/v1"}"#,
+        )
+        .unwrap();
+        assert_eq!(items, [r#"{"a": 1}"#, r#"{"b": [2, {"c": "]"}]}"#]);
+        assert_eq!(meta.resource_version.as_deref(), Some("42"));
+        assert_eq!(meta.continue_.as_deref(), Some("t"));
+        let (_, none) = names(r#"{"metadata": {}, "items": null}"#).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_list_cut_off_is_an_error_after_the_items_it_held() {
+        let full = r#"{"metadata": {"resourceVersion": "7"}, "items": [{"a": 1}, {"b": 2}]}"#;
+        for cut in [full.len() - 1, full.len() - 12, 40] {
+            let e = decode(full[..cut].as_bytes(), &mut |_: Item<'_>| {}).unwrap_err();
+            assert!(matches!(e, Error::Body(_)) && e.refused(), "{e}");
+        }
+        for not_a_list in ["[]", "{\"items\": 5}", "{} {}", "<html>"] {
+            assert!(
+                matches!(names(not_a_list), Err(Error::Body(_))),
+                "{not_a_list}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_are_told_from_outages_and_permissions() {
+        let status = |code| {
+            Error::Request(kube::Error::Api(Box::new(
+                kube::core::Status::failure("no", "InternalError").with_code(code),
+            )))
+        };
+        for code in [500, 504, 410, 400] {
+            assert!(status(code).refused(), "{code}");
+        }
+        for code in [401, 403, 404, 429] {
+            assert!(!status(code).refused(), "{code}");
+        }
+        assert!(!Error::Request(kube::Error::LinesCodecMaxLineLengthExceeded).refused());
+    }
+}
