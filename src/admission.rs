@@ -137,6 +137,11 @@ struct OnePassReview {
 
 struct OnePassRequest(Box<AdmissionRequest<DynamicObject>>);
 
+/// Reads an object's JSON text in one pass (a list item, for `audit`).
+pub fn decode_object(json: &str) -> serde_json::Result<DynamicObject> {
+    serde_json::from_str::<OnePassObject>(json).map(|o| o.0)
+}
+
 /// A `DynamicObject` read in one pass: `apiVersion` and `kind` into its type, `metadata`
 /// typed, every other field into `data`.
 struct OnePassObject(DynamicObject);

@@ -289,7 +289,7 @@ mod tests {
     fn a_list_cut_off_is_an_error_after_the_items_it_held() {
         let full = r#"{"metadata": {"resourceVersion": "7"}, "items": [{"a": 1}, {"b": 2}]}"#;
         for cut in [full.len() - 1, full.len() - 12, 40] {
-            let e = decode(full[..cut].as_bytes(), &mut |_: Item<'_>| {}).unwrap_err();
+            let e = decode(&full.as_bytes()[..cut], &mut |_: Item<'_>| {}).unwrap_err();
             assert!(matches!(e, Error::Body(_)) && e.refused(), "{e}");
         }
         for not_a_list in ["[]", "{\"items\": 5}", "{} {}", "<html>"] {

@@ -348,6 +348,29 @@ impl Findings {
         }
     }
 
+    /// Takes back what [`Findings::judge`] found for one object, to judge it again.
+    pub fn forget(&mut self, kind: Kind, namespace: &str, name: &str) {
+        let is = |ns: &str, k: Kind, n: &str| ns == namespace && k == kind && n == name;
+        let before = self.rows.len();
+        self.rows.retain(|r| !is(&r.namespace, r.kind, &r.name));
+        let had_rows = self.rows.len() != before;
+        let errors = self.errors.len();
+        self.errors.retain(|e| {
+            !matches!(e, Error::Object { kind: k, namespace: ns, name: n, .. }
+                if ns == namespace && *k == kind.name() && n == name)
+        });
+        let Some(counts) = self.namespaces.get_mut(namespace) else {
+            return;
+        };
+        if errors != self.errors.len() {
+            counts.errors -= 1;
+        } else if had_rows {
+            counts.failed -= 1;
+        } else {
+            counts.clean = counts.clean.saturating_sub(1);
+        }
+    }
+
     /// Adds what `other` found (one kind's objects, listed in full).
     pub fn extend(&mut self, other: Findings) {
         self.rows.extend(other.rows);

@@ -828,6 +828,48 @@ impl Inventory {
             .collect()
     }
 
+    /// The guests that hold something another guest holds too: a MAC or an address on one
+    /// NAD, or a NAD's pinned address (by asking for no address, or by requesting it). The
+    /// validating answers of these name each other; every other guest's answer is the same
+    /// whichever other guests the inventory holds (`audit` judges in one pass, and judges
+    /// these again once every guest is in).
+    pub fn sharers(&self) -> Vec<(Kind, VmName<'_>)> {
+        let pinned_of = |net: u32| {
+            let (namespace, name) = split_key(&self.net_names[net as usize]);
+            self.nad(namespace, name)
+                .and_then(|n| n.ipam.pinned)
+                .map(|p| p.addr())
+        };
+        let mut found = Vec::new();
+        for (id, slot) in self.vms.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let me = Some(id as u32);
+            let shares = slot.nics.iter().any(|nic| {
+                let others_want_pinned = || {
+                    self.pinned
+                        .get(&nic.net)
+                        .is_some_and(|ids| ids.iter().any(|o| Some(*o) != me))
+                };
+                nic.mac
+                    .is_some_and(|m| self.macs.other_than(&(nic.net, m), me).is_some())
+                    || nic
+                        .addresses
+                        .iter()
+                        .any(|ip| self.addresses.other_than(nic.net, *ip, me).is_some())
+                    || pinned_of(nic.net).is_some_and(|p| {
+                        (nic.wants_pinned
+                            && (others_want_pinned()
+                                || self.addresses.other_than(nic.net, p, me).is_some()))
+                            || (nic.addresses.contains(&p) && others_want_pinned())
+                    })
+            });
+            if shares {
+                found.push((slot.kind, self.name_of(id as u32)));
+            }
+        }
+        found
+    }
+
     /// How many MACs and addresses more than one VM holds on one NAD
     /// (`kubevirt_net_webhook_conflicts`).
     pub fn conflicts(&self) -> ConflictCounts {
@@ -1198,6 +1240,94 @@ mod tests {
         assert_eq!(inv.pinned_user("x/n", vm(last.as_str())), None);
         inv.remove_vm("b", &last);
         assert!(inv.pinned.is_empty());
+    }
+
+    /// `sharers` is exactly the guests for which one of the engine's questions (another
+    /// holder of my MAC, of my address, of my NAD's pinned address) has an answer.
+    #[test]
+    fn sharers_are_the_guests_whose_questions_find_another() {
+        let mut inv = Inventory::new();
+        inv.upsert_nad(Nad::from_config(
+            "x",
+            "pin",
+            r#"{"type": "bridge", "ipam": {"type": "static", "addresses": [{"address": "10.9.0.5/24"}]}}"#,
+        ));
+        assert!(inv.nad("x", "pin").unwrap().ipam.pinned.is_some());
+        let mac = |m| Some(m);
+        inv.upsert_vm(
+            "a",
+            "mac1",
+            vec![nic("x/n", mac("02:00:00:00:00:01"), &["10.0.0.1"])],
+        );
+        inv.upsert_vm(
+            "b",
+            "mac2",
+            vec![nic("x/n", mac("02:00:00:00:00:01"), &["10.0.0.2"])],
+        );
+        // The same MAC on another NAD is no conflict.
+        inv.upsert_vm(
+            "a",
+            "othernad",
+            vec![nic("x/m", mac("02:00:00:00:00:01"), &["10.0.0.1"])],
+        );
+        inv.upsert_vm("a", "ip1", vec![nic("x/n", None, &["10.0.0.7"])]);
+        inv.upsert_vm(
+            "c",
+            "ip2",
+            vec![nic("x/n", None, &["10.0.0.7", "10.0.0.8"])],
+        );
+        inv.upsert_vm(
+            "a",
+            "alone",
+            vec![nic("x/n", mac("02:00:00:00:00:09"), &["10.0.0.9"])],
+        );
+        // Two guests asking for no address on the pinned NAD, and one requesting its address.
+        inv.upsert_vm("p", "wants1", vec![nic("x/pin", None, &[])]);
+        inv.upsert_vm("p", "wants2", vec![nic("x/pin", None, &[])]);
+        inv.upsert_vm("p", "explicit", vec![nic("x/pin", None, &["10.9.0.5"])]);
+        // Asking for no address on a NAD that pins none is nothing shared.
+        inv.upsert_vm("q", "free1", vec![nic("x/n", None, &[])]);
+        inv.upsert_vm("q", "free2", vec![nic("x/n", None, &[])]);
+        let mut found: Vec<String> = inv
+            .sharers()
+            .into_iter()
+            .map(|(_, w)| format!("{}/{}", w.namespace, w.name))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "a/ip1",
+                "a/mac1",
+                "b/mac2",
+                "c/ip2",
+                "p/explicit",
+                "p/wants1",
+                "p/wants2"
+            ]
+        );
+        // The engine's questions agree, one by one.
+        let who = |ns, name| VmName {
+            namespace: ns,
+            name,
+        };
+        let m1 = Mac::parse("02:00:00:00:00:01").unwrap();
+        assert!(inv.mac_user("x/n", m1, who("a", "mac1")).is_some());
+        assert!(inv.mac_user("x/m", m1, who("a", "othernad")).is_none());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(
+            inv.address_user("x/n", ip("10.0.0.9"), who("a", "alone"))
+                .is_none()
+        );
+        assert!(inv.pinned_user("x/pin", who("p", "explicit")).is_some());
+        assert!(
+            inv.pinned_user("x/n", who("q", "free1")).is_some(),
+            "asked, but the NAD pins nothing"
+        );
+        // Alone on the pinned NAD: nothing shared.
+        inv.remove_vm("p", "wants2");
+        inv.remove_vm("p", "explicit");
+        assert!(!inv.sharers().iter().any(|(_, w)| w.namespace == "p"));
     }
 
     #[test]
