@@ -36,7 +36,7 @@ pub const ATTEMPTS: usize = 3;
 const READ_BUFFER: usize = 256 * 1024;
 
 /// How to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// One list from the API server's watch cache (`resourceVersion=0`), streamed.
     Snapshot,

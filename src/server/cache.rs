@@ -67,7 +67,7 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 
 /// Lists and watches one kind in the whole cluster, applying every object; runs until
 /// dropped. Errors (API down, RBAC) are logged and retried with backoff.
-pub async fn watch(client: Client, kind: Cached, sink: Arc<dyn Sink>) {
+pub async fn watch(client: Client, kind: Cached, mode: Mode, sink: Arc<dyn Sink>) {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
@@ -75,7 +75,7 @@ pub async fn watch(client: Client, kind: Cached, sink: Arc<dyn Sink>) {
         .with_jitter()
         .without_max_times();
     let mut delays = backoff.build();
-    let mut mode = Mode::Snapshot;
+    let mut mode = mode;
     let mut applier = Applier::new(kind);
     loop {
         let started = Instant::now();
@@ -407,7 +407,7 @@ mod watch_tests {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let sink = Arc::new(TestSink::default());
-        let task = tokio::spawn(watch(client, Cached::Vm, sink.clone()));
+        let task = tokio::spawn(watch(client, Cached::Vm, Mode::Snapshot, sink.clone()));
 
         let (request, reply) = handle.next_request().await.expect("a list request");
         let uri = request.uri().to_string();
@@ -512,9 +512,18 @@ mod watch_tests {
     }
 
     fn start(kind: Cached) -> (Handle, Arc<TestSink>, tokio::task::JoinHandle<()>) {
+        start_in(kind, Mode::Snapshot)
+    }
+
+    fn start_in(kind: Cached, mode: Mode) -> (Handle, Arc<TestSink>, tokio::task::JoinHandle<()>) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let sink = Arc::new(TestSink::default());
-        let task = tokio::spawn(watch(Client::new(service, "default"), kind, sink.clone()));
+        let task = tokio::spawn(watch(
+            Client::new(service, "default"),
+            kind,
+            mode,
+            sink.clone(),
+        ));
         (handle, sink, task)
     }
 
@@ -608,6 +617,23 @@ mod watch_tests {
                 .is_some(),
             "b, first of its page"
         );
+    }
+
+    #[tokio::test]
+    async fn list_mode_pages_never_asks_for_a_snapshot() {
+        let (mut handle, sink, task) = start_in(Cached::Vm, Mode::Pages);
+        let uri = answer(
+            &mut handle,
+            json_response(200, &vm_list("10", &["a"], None)),
+        )
+        .await;
+        assert!(
+            uri.contains("limit=500") && !uri.contains("resourceVersion"),
+            "{uri}"
+        );
+        assert_eq!(synced(&sink).await, 1);
+        task.abort();
+        assert_eq!(sink.fell_back.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ use axum::{
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{error, info, warn};
 
+use crate::cluster::Mode;
 use crate::{
     admission::{self, Endpoint},
     inventory::{self, Inventory, apply::Cached},
@@ -91,6 +92,12 @@ pub struct ServeArgs {
     /// How often the certificate files are re-read, besides watching their directories.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub cert_poll_interval: Duration,
+    /// How the caches list the cluster: `snapshot` is one list from the API server's watch
+    /// cache, decoded as it streams (the fastest start); if the API server refuses it or
+    /// cuts it off, the cache lists in `pages` from then on. `pages` (500 objects at a time,
+    /// from etcd) skips the attempt, for API servers known to cut long lists short.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::Snapshot)]
+    pub list_mode: Mode,
 }
 
 /// The hardening flags of `serve`: how long and how many, and who may connect.
@@ -172,6 +179,7 @@ impl ServeArgs {
             shutdown_delay: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
             cert_poll_interval: Duration::from_secs(5),
+            list_mode: Mode::Snapshot,
         }
     }
 }
@@ -449,7 +457,12 @@ impl Server {
             let client = kube::Client::try_default().await?;
             for kind in watched {
                 let sink: Arc<dyn cache::Sink> = shared.clone();
-                tasks.push(tokio::spawn(cache::watch(client.clone(), kind, sink)));
+                tasks.push(tokio::spawn(cache::watch(
+                    client.clone(),
+                    kind,
+                    args.list_mode,
+                    sink,
+                )));
             }
         }
         Ok(Self {
