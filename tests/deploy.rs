@@ -19,7 +19,7 @@ const DEFAULT_ADMIN_PORT: u64 = 9090;
 const INJECT_CA: &str = "cert-manager.io/inject-ca-from";
 /// The binary's default `--decision-timeout`, in seconds.
 const DEFAULT_DECISION_TIMEOUT_S: f64 = 2.0;
-/// Peak RSS measured under load and attack (README, "Security"), MiB: the memory limit must
+/// Peak RSS measured under load and attack (benches/README.md, "Sizing (measured)"), MiB: the memory limit must
 /// leave room above it, the request must cover the steady state under load.
 const MEASURED_PEAK_MIB: f64 = 150.0;
 const MEASURED_LOADED_MIB: f64 = 28.0;
@@ -479,7 +479,7 @@ fn quantity(v: &Value) -> f64 {
         .unwrap_or_else(|_| panic!("bad quantity {text}"))
 }
 
-/// Requests within limits, sized from the measurements (README, "Security").
+/// Requests within limits, sized from the measurements (benches/README.md, "Sizing (measured)").
 fn check_resources(container: &Value) {
     let r = &container["resources"];
     let mib = |v: &Value| quantity(v) / 1024f64.powi(2);
