@@ -1,17 +1,14 @@
-//! Invariants of the manifests in `deploy/`, checked on what `kubectl kustomize` renders.
-//!
-//! Needs `kubectl` (any kubectl >= 1.21, whose embedded kustomize is v4+; Debian's
-//! `kubernetes-client` package provides kubectl). A missing kubectl fails the tests: a
-//! skipped check of the manifests is how a broken install ships. `KUBECTL` overrides the
-//! command. A kubectl too old for this kustomization format (Debian bookworm's 1.20 embeds
-//! kustomize v2) falls back to [`render_fallback`], which understands exactly the subset of
-//! kustomize these manifests use; `fallback_renderer_agrees_with_kubectl` keeps it honest.
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+//! Invariants of the manifests in `deploy/`, checked on what `kubectl kustomize` renders
+//! (`tests/support/kustomize.rs`: kubectl >= 1.21, or its fallback renderer for the base and
+//! the plain overlays); the monitoring objects validated against prometheus-operator's CRDs.
+mod support;
 
-use serde::Deserialize;
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
+use support::kustomize::{
+    CLUSTER_SCOPED, kubectl_has_modern_kustomize, name, render, render_fallback, repo,
+};
 
 const NAMESPACE: &str = "kubevirt-net-webhook";
 const TLS_SECRET: &str = "kubevirt-net-webhook-tls";
@@ -22,154 +19,13 @@ const DEFAULT_ADMIN_PORT: u64 = 9090;
 const INJECT_CA: &str = "cert-manager.io/inject-ca-from";
 /// The binary's default `--decision-timeout`, in seconds.
 const DEFAULT_DECISION_TIMEOUT_S: f64 = 2.0;
-/// Peak RSS measured under load and attack (README, "Security"), MiB: the memory limit must
+/// Peak RSS measured under load and attack (benches/README.md, "Sizing (measured)"), MiB: the memory limit must
 /// leave room above it, the request must cover the steady state under load.
 const MEASURED_PEAK_MIB: f64 = 150.0;
 const MEASURED_LOADED_MIB: f64 = 28.0;
 
 use kube::core::admission::Operation;
 use kubevirt_net_webhook::model::kinds::Kind;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn kubectl() -> String {
-    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
-}
-
-fn parse_docs(text: &str, origin: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|doc| {
-            Value::deserialize(doc).unwrap_or_else(|e| panic!("{origin}: invalid YAML: {e}"))
-        })
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// Whether kubectl embeds a kustomize that reads `resources:` directories and `patches:`
-/// (v4+). kubectl prints a `Kustomize Version` line since 1.21, which is when it got v4.
-fn kubectl_has_modern_kustomize() -> bool {
-    match Command::new(kubectl())
-        .args(["version", "--client"])
-        .output()
-    {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).contains("Kustomize Version"),
-        Err(e) => panic!("{}", missing_kubectl(&e)),
-    }
-}
-
-fn missing_kubectl(e: &std::io::Error) -> String {
-    format!(
-        "cannot run `{}` ({e}). Install kubectl >= 1.21 (Debian package kubernetes-client, \
-         or any kubectl) to test deploy/; CI installs it.",
-        kubectl()
-    )
-}
-
-/// Renders `deploy/<rel>` with kubectl (or, for a kubectl too old, the fallback).
-fn render(rel: &str) -> Vec<Value> {
-    let dir = repo().join(rel);
-    let output = match Command::new(kubectl()).arg("kustomize").arg(&dir).output() {
-        Ok(output) => output,
-        Err(e) => panic!("{}", missing_kubectl(&e)),
-    };
-    if output.status.success() {
-        return parse_docs(&String::from_utf8_lossy(&output.stdout), rel);
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if kubectl_has_modern_kustomize() {
-        panic!("`kubectl kustomize {rel}` failed:\n{stderr}");
-    }
-    eprintln!(
-        "note: this kubectl embeds a kustomize older than v4 and cannot render {rel} \
-         ({}); using the test's own renderer. Users need kubectl >= 1.21.",
-        stderr.lines().next().unwrap_or_default()
-    );
-    render_fallback(&dir)
-}
-
-/// Kinds the `namespace:` field of a kustomization leaves alone.
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-    "CustomResourceDefinition",
-    "PriorityClass",
-    "ClusterIssuer",
-];
-
-/// A kustomize subset: `resources` (files and directories), `patches` given by `path`
-/// (strategic-merge patches that only add map fields, applied as JSON merge patches) and
-/// `namespace`. Anything else fails loudly rather than rendering something different.
-fn render_fallback(dir: &Path) -> Vec<Value> {
-    let file = dir.join("kustomization.yaml");
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
-    let k: Value = serde_yaml_ng::from_str(&text)
-        .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", file.display()));
-    let known = ["apiVersion", "kind", "namespace", "resources", "patches"];
-    for key in k.as_object().expect("kustomization is a map").keys() {
-        assert!(
-            known.contains(&key.as_str()),
-            "{}: the fallback renderer does not support `{key}`; extend it or use kubectl >= 1.21",
-            file.display()
-        );
-    }
-    let mut objects = Vec::new();
-    for entry in k["resources"].as_array().into_iter().flatten() {
-        let path = dir.join(entry.as_str().expect("resource is a string"));
-        if path.is_dir() {
-            objects.extend(render_fallback(&path));
-        } else {
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-            objects.extend(parse_docs(&text, &path.display().to_string()));
-        }
-    }
-    for patch_ref in k["patches"].as_array().into_iter().flatten() {
-        let rel = patch_ref["path"]
-            .as_str()
-            .expect("the fallback renderer supports only `patches: [{path: FILE}]`");
-        let path = dir.join(rel);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        for patch in parse_docs(&text, rel) {
-            let target = objects
-                .iter_mut()
-                .find(|o| o["kind"] == patch["kind"] && name(o) == name(&patch))
-                .unwrap_or_else(|| panic!("{rel}: patch matches no resource"));
-            merge(target, &patch);
-        }
-    }
-    if let Some(ns) = k["namespace"].as_str() {
-        for o in &mut objects {
-            let kind = o["kind"].as_str().unwrap_or_default();
-            if !CLUSTER_SCOPED.contains(&kind) {
-                o["metadata"]["namespace"] = json!(ns);
-            }
-        }
-    }
-    objects
-}
-
-/// JSON merge patch (RFC 7396) minus deletion, which the patches here never need.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (key, value) in p {
-                merge(t.entry(key.clone()).or_insert(Value::Null), value);
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
-fn name(o: &Value) -> &str {
-    o["metadata"]["name"].as_str().unwrap_or_default()
-}
 
 fn kind_of<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
@@ -623,7 +479,7 @@ fn quantity(v: &Value) -> f64 {
         .unwrap_or_else(|_| panic!("bad quantity {text}"))
 }
 
-/// Requests within limits, sized from the measurements (README, "Security").
+/// Requests within limits, sized from the measurements (benches/README.md, "Sizing (measured)").
 fn check_resources(container: &Value) {
     let r = &container["resources"];
     let mib = |v: &Value| quantity(v) / 1024f64.powi(2);
@@ -1017,4 +873,236 @@ fn containerfile_matches_the_deployment() {
         container.get("command").is_none(),
         "command would override the ENTRYPOINT"
     );
+}
+
+/// Validates a rendered prometheus-operator object against its CRD (v0.93, `tests/data/crds`).
+fn validate_against_operator_crd(object: &Value, plural: &str) {
+    let file = support::data(&format!(
+        "crds/prometheus-operator-monitoring.coreos.com_{plural}.yaml"
+    ));
+    let (schema, info) = support::schema::Schema::from_crd_file(&file, "v1");
+    assert_eq!(object["kind"], info.kind.as_str());
+    assert_eq!(object["apiVersion"], format!("{}/v1", info.group));
+    let mut errs = Vec::new();
+    support::schema::validate_root(&schema, object, &mut errs);
+    assert!(
+        errs.is_empty(),
+        "{}/{} does not validate against {}:\n{}",
+        info.kind,
+        name(object),
+        file.display(),
+        errs.join("\n")
+    );
+}
+
+/// The monitoring objects of `deploy/components/monitoring`, checked against the rest of the
+/// render: the ServiceMonitor scrapes the admin port through the Service, the alerts name the
+/// namespace, job and Deployment that exist, each alert has its severity, texts and a runbook
+/// in the repository, and the dashboard is a ConfigMap Grafana's sidecar picks up.
+fn check_monitoring(objects: &[Value]) {
+    let service = one(objects, "Service");
+    let deployment = one(objects, "Deployment");
+    let (_, container) = webhook_container(objects);
+    let admin_port = flag_port(
+        &strs(&container["args"]),
+        "--admin-listen",
+        DEFAULT_ADMIN_PORT,
+    );
+
+    let monitor = one(objects, "ServiceMonitor");
+    validate_against_operator_crd(monitor, "servicemonitors");
+    assert_eq!(monitor["metadata"]["namespace"], NAMESPACE);
+    assert!(
+        selects(&monitor["spec"]["selector"], &service["metadata"]["labels"]),
+        "the ServiceMonitor must select the Service"
+    );
+    assert_eq!(
+        strs(&monitor["spec"]["namespaceSelector"]["matchNames"]),
+        [NAMESPACE]
+    );
+    let endpoints = monitor["spec"]["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1);
+    let port = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == endpoints[0]["port"])
+        .unwrap_or_else(|| panic!("no Service port named {}", endpoints[0]["port"]));
+    assert_eq!(
+        resolve_port(&port["targetPort"], container),
+        admin_port,
+        "the ServiceMonitor must scrape the admin port"
+    );
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    assert_eq!(endpoints[0]["scheme"], "http");
+
+    let rule = one(objects, "PrometheusRule");
+    validate_against_operator_crd(rule, "prometheusrules");
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    let runbooks = repo().join("deploy/runbooks");
+    let url_prefix =
+        "https://github.com/kubevirt-net-webhook/kubevirt-net-webhook/blob/main/deploy/runbooks/";
+    let mut alerts = BTreeSet::new();
+    for group in rule["spec"]["groups"].as_array().expect("groups") {
+        for r in group["rules"].as_array().expect("rules") {
+            let alert = r["alert"].as_str().expect("only alerting rules");
+            alerts.insert(alert.to_string());
+            assert!(
+                ["critical", "warning", "info"]
+                    .contains(&r["labels"]["severity"].as_str().unwrap_or("")),
+                "{alert}: severity"
+            );
+            for key in ["summary", "description"] {
+                assert!(
+                    r["annotations"][key].as_str().is_some_and(|t| t.len() > 20),
+                    "{alert}: no {key}"
+                );
+            }
+            // The values: the expression's ($value), or for a 0/1 gauge the labels saying
+            // which one is 0.
+            let description = r["annotations"]["description"].as_str().unwrap();
+            assert!(
+                description.contains("$value") || description.contains("$labels"),
+                "{alert}: the description must give the values"
+            );
+            let url = r["annotations"]["runbook_url"]
+                .as_str()
+                .expect("runbook_url");
+            let file = url
+                .strip_prefix(url_prefix)
+                .unwrap_or_else(|| panic!("{alert}: runbook_url {url} is not under {url_prefix}"));
+            assert_eq!(file, format!("{alert}.md"), "{alert}: runbook file name");
+            let page = std::fs::read_to_string(runbooks.join(file))
+                .unwrap_or_else(|e| panic!("{alert}: runbook {file}: {e}"));
+            assert_eq!(page.lines().next(), Some(format!("# {alert}").as_str()));
+            for section in [
+                "## What it means",
+                "## How to confirm",
+                "## How to fix",
+                "## Getting VMs moving again",
+            ] {
+                assert!(page.contains(section), "{file}: no {section:?} section");
+            }
+            // What the expression names exists in this render.
+            let expr = r["expr"].as_str().unwrap();
+            for (label, wanted) in [
+                ("namespace", NAMESPACE),
+                ("job", name(service)),
+                ("deployment", name(deployment)),
+            ] {
+                for (i, _) in expr.match_indices(&format!("{label}=\"")) {
+                    let value = expr[i + label.len() + 2..].split('"').next().unwrap();
+                    assert_eq!(value, wanted, "{alert}: {label}=\"{value}\"");
+                }
+            }
+        }
+    }
+    // Every runbook page belongs to an alert, and the index lists each.
+    let index = std::fs::read_to_string(runbooks.join("README.md")).expect("runbooks/README.md");
+    for entry in std::fs::read_dir(&runbooks).unwrap() {
+        let file = entry.unwrap().file_name().into_string().unwrap();
+        if file == "README.md" {
+            continue;
+        }
+        let alert = file.strip_suffix(".md").expect("only .md files");
+        assert!(alerts.contains(alert), "{file}: no alert of that name");
+        assert!(
+            index.contains(&format!("[{alert}]({file})")),
+            "the index lacks {file}"
+        );
+    }
+
+    // The p99 alert: at half of the webhooks' timeoutSeconds or more (so that it means "near
+    // the timeout"), below it, and above --decision-timeout (the webhook answers by then).
+    let slow = rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .find(|r| r["alert"] == "KubevirtNetWebhookSlowAdmission")
+        .expect("the latency alert");
+    let threshold: f64 = slow["expr"]
+        .as_str()
+        .unwrap()
+        .rsplit('>')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a number after the last >");
+    let args = strs(&container["args"]);
+    let decision = args
+        .iter()
+        .position(|a| *a == "--decision-timeout")
+        .map(|i| {
+            kubevirt_net_webhook::server::parse_duration(args[i + 1])
+                .unwrap()
+                .as_secs_f64()
+        })
+        .unwrap_or(DEFAULT_DECISION_TIMEOUT_S);
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for w in one(objects, kind)["webhooks"].as_array().unwrap() {
+            let timeout = w["timeoutSeconds"].as_f64().unwrap();
+            assert!(
+                threshold >= timeout / 2.0 && threshold < timeout && threshold > decision,
+                "latency alert at {threshold}s: keep it in [timeoutSeconds/2, timeoutSeconds) = \
+                 [{}, {timeout}) and above --decision-timeout {decision}s",
+                timeout / 2.0
+            );
+            assert!(
+                slow["annotations"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("timeoutSeconds is {timeout}s")),
+                "the latency alert's description must give timeoutSeconds {timeout}s"
+            );
+        }
+    }
+
+    // The dashboard: one ConfigMap with the grafana_dashboard label holding the JSON.
+    let dashboards: Vec<&Value> = kind_of(objects, "ConfigMap")
+        .into_iter()
+        .filter(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .collect();
+    assert_eq!(dashboards.len(), 1, "one dashboard ConfigMap");
+    let data = dashboards[0]["data"].as_object().expect("data");
+    assert_eq!(data.len(), 1);
+    let (key, text) = data.iter().next().unwrap();
+    assert!(key.ends_with(".json"), "{key}");
+    let dashboard: Value = serde_json::from_str(text.as_str().unwrap()).expect("dashboard JSON");
+    assert_eq!(dashboard["uid"], "kubevirt-net-webhook");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(
+        panels
+            .iter()
+            .filter(|p| p["type"] != "row")
+            .all(|p| p["targets"].as_array().is_some_and(|t| !t.is_empty())),
+        "every panel has a query"
+    );
+}
+
+#[test]
+fn monitoring_overlay_is_the_base_with_valid_monitoring_objects() {
+    let objects = render("deploy/overlays/monitoring");
+    check_common(&objects);
+    check_monitoring(&objects);
+}
+
+#[test]
+fn monitoring_adds_to_the_cert_manager_overlay() {
+    let objects = render("deploy/examples/cert-manager-monitoring");
+    check_common(&objects);
+    check_monitoring(&objects);
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert!(
+            one(&objects, kind)["metadata"]["annotations"][INJECT_CA].is_string(),
+            "{kind}: cert-manager's CA injection lost"
+        );
+    }
 }

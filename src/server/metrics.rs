@@ -52,10 +52,20 @@ pub struct PortLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClosedLabels {
     pub port: &'static str,
-    /// `first_request_timeout`, `header_timeout` (a later HTTP/1.1 request's headers),
-    /// `idle_timeout`, `evicted` or `tls_error`.
+    /// One of [`CLOSE_REASONS`].
     pub reason: &'static str,
 }
+
+/// The `reason` label values of `connections_closed_total`: no first request in time, no
+/// headers of a later HTTP/1.1 request in time, idle keep-alive, evicted at the connection
+/// limit, TLS handshake failed.
+pub const CLOSE_REASONS: [&str; 5] = [
+    "first_request_timeout",
+    "header_timeout",
+    "idle_timeout",
+    "evicted",
+    "tls_error",
+];
 
 /// Labels of `certificate_reloads_total`: `success` or `error`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -228,6 +238,16 @@ impl Metrics {
             connection_limit_reached
                 .get_or_create(&PortLabels { port })
                 .inc_by(0);
+            for reason in CLOSE_REASONS {
+                connections_closed
+                    .get_or_create(&ClosedLabels { port, reason })
+                    .inc_by(0);
+            }
+        }
+        for result in ["success", "error"] {
+            certificate_reloads
+                .get_or_create(&ResultLabels { result })
+                .inc_by(0);
         }
         for endpoint in crate::admission::Endpoint::ALL.map(crate::admission::Endpoint::as_str) {
             shed.get_or_create(&EndpointLabels { endpoint }).inc_by(0);
@@ -338,6 +358,10 @@ impl Metrics {
 
     /// Counts a connection the server closed, by port and reason.
     pub fn connection_closed(&self, port: &'static str, reason: &'static str) {
+        debug_assert!(
+            CLOSE_REASONS.contains(&reason),
+            "{reason}: add it to CLOSE_REASONS, so that its series exists from the start"
+        );
         self.connections_closed
             .get_or_create(&ClosedLabels { port, reason })
             .inc();
@@ -402,6 +426,8 @@ mod tests {
             "kubevirt_net_webhook_decision_timeouts_total{endpoint=\"mutate\"} 0",
             "kubevirt_net_webhook_connections_open{port=\"admin\"} 0",
             "kubevirt_net_webhook_connection_limit_reached_total{port=\"webhook\"} 0",
+            "kubevirt_net_webhook_connections_closed_total{port=\"admin\",reason=\"tls_error\"} 0",
+            "kubevirt_net_webhook_certificate_reloads_total{result=\"error\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }

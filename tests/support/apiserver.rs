@@ -103,7 +103,7 @@ impl Pki {
 }
 
 /// A free port on 127.0.0.1 (free when asked: the process that takes it binds it later).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -111,7 +111,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
@@ -136,7 +136,7 @@ pub struct Process {
 impl Process {
     /// Starts `command` with its output in `dir/log`; `dir` is removed with the process if
     /// the test process dies without dropping it.
-    fn spawn(name: &'static str, mut command: Command, dir: &Path, log: &str) -> Self {
+    pub fn spawn(name: &'static str, mut command: Command, dir: &Path, log: &str) -> Self {
         let log = dir.join(log);
         let out = std::fs::File::create(&log).unwrap();
         let child = command
@@ -174,7 +174,7 @@ impl Process {
     }
 
     /// Panics with the log's tail if the process has exited.
-    fn assert_alive(&mut self) {
+    pub fn assert_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!(
                 "{} exited ({status}); its log:\n{}",

@@ -11,7 +11,9 @@
 //!   its links, addresses, routes and DNS (`guest-image/` builds that guest).
 //! - [`webhook`]: the `kubevirt-net-webhook review -o json` command, and VM field helpers.
 //! - [`apiserver`]: a real kube-apiserver and etcd on loopback (binaries from
-//!   `tests/apiserver/build.sh`), and `serve` registered with it.
+//!   `tests/apiserver/build.sh`), and `serve` registered with it; [`apiserver::Process`], a
+//!   child process in its own group, killed with it.
+//! - [`kustomize`]: `deploy/` rendered by `kubectl kustomize`.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowances.
 #![allow(dead_code)]
@@ -20,12 +22,14 @@ pub mod apiserver;
 pub mod boot;
 pub mod fixtures;
 pub mod guest;
+pub mod kustomize;
 pub mod schema;
 pub mod server;
 pub mod webhook;
 
 /// All test data lives under this folder of the repository: `cases/` (scenarios with their
-/// expected behaviour at the top), `crds/` (KubeVirt's and Multus' CRDs),
+/// expected behaviour at the top), `crds/` (KubeVirt's, Multus', OpenReports' and
+/// prometheus-operator's CRDs),
 /// `kubevirt-examples/` (KubeVirt's own example manifests, Apache-2.0).
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
