@@ -878,7 +878,10 @@ fn a_real_prometheus_finds_every_metric_and_label_the_alerts_and_dashboard_use()
         if firing["alerts"].as_array().map(Vec::len) == Some(0) {
             break;
         }
-        assert!(Instant::now() < until, "alerts on a healthy serve: {firing}");
+        assert!(
+            Instant::now() < until,
+            "alerts on a healthy serve: {firing}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 

@@ -107,6 +107,15 @@ impl Applier {
         }
     }
 
+    /// An applier for a list started over after one that failed: synced if the cache was,
+    /// since the cache keeps what it had.
+    pub fn resumed(cached: Cached, synced: bool) -> Self {
+        Self {
+            synced,
+            ..Self::new(cached)
+        }
+    }
+
     pub fn cached(&self) -> Cached {
         self.cached
     }

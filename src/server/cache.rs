@@ -129,6 +129,7 @@ async fn list(
     sink: Arc<dyn Sink>,
 ) -> (Applier, cluster::Result<String>) {
     apply(&mut applier, sink.as_ref(), [Event::Init]);
+    let synced = applier.synced();
     let lister = Lister {
         applier,
         sink,
@@ -140,8 +141,9 @@ async fn list(
             lister.flush();
             (lister.applier, Ok(version))
         }
-        // The applier went down with the decoder: the next list starts a fresh one.
-        Err(e) => (Applier::new(kind), Err(e)),
+        // The applier went down with the decoder; a cache that had synced stays ready (its
+        // answers are as current as the last event) while the list is tried again.
+        Err(e) => (Applier::resumed(kind, synced), Err(e)),
     }
 }
 
@@ -617,6 +619,31 @@ mod watch_tests {
                 .is_some(),
             "b, first of its page"
         );
+    }
+
+    #[tokio::test]
+    async fn a_synced_cache_stays_ready_while_a_relist_fails() {
+        let (mut handle, sink, task) = start(Cached::Vm);
+        answer(
+            &mut handle,
+            json_response(200, &vm_list("10", &["a"], None)),
+        )
+        .await;
+        assert_eq!(synced(&sink).await, 1);
+        let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "status": "Failure", "message": "too old", "reason": "Expired", "code": 410}});
+        answer(
+            &mut handle,
+            Response::new(Body::from(format!("{gone}\n").into_bytes())),
+        )
+        .await;
+        let (_, reply) = handle.next_request().await.expect("the relist");
+        reply.send_error(std::io::Error::other("connection reset"));
+        // The next attempt comes after the failure was handled.
+        let (request, _reply) = handle.next_request().await.expect("the relist again");
+        assert!(request.uri().to_string().contains("resourceVersion=0"));
+        assert!(sink.synced.load(Ordering::Acquire), "ready while relisting");
+        task.abort();
     }
 
     #[tokio::test]
