@@ -125,7 +125,7 @@ fn end_to_end() {
     let Some(api) = ApiServer::start() else {
         return;
     };
-    let webhook = Webhook::start(&api);
+    let webhook = Webhook::start(&api, BIN);
     let env = Env {
         webhook,
         api,
@@ -588,7 +588,7 @@ fn nothing_left_running() {
         let Some(api) = ApiServer::start() else {
             return;
         };
-        let webhook = Webhook::start(&api);
+        let webhook = Webhook::start(&api, BIN);
         let mut pids = api.pids();
         pids.push(webhook.process.pid());
         seen = Some((

@@ -18,6 +18,10 @@
 //! dropping (SIGKILL, abort), when the pipe it reads from closes, and removes its temporary
 //! directory. Temporary directories (certificates, etcd's data, logs) go with the drop; the
 //! logs' tails are printed first when a test panics.
+//!
+//! Self-contained (no `super::`), so that an example can include it by path:
+//! `examples/apiserver_scale.rs` does, and runs the release binary itself ([`Process`],
+//! [`http_get`], [`Pki::serving`]).
 #![allow(dead_code)]
 
 use std::io::{Read as _, Write as _};
@@ -30,8 +34,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::{Value, json};
-
-use super::webhook::BIN;
 
 const GO_MOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apiserver/go.mod");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -88,7 +90,7 @@ impl Pki {
 
     /// A serving certificate for 127.0.0.1 (the URL the API server calls) and localhost,
     /// written as `dir/name.crt` and `dir/name.key`.
-    fn serving(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    pub fn serving(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
@@ -111,6 +113,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The last `lines` lines of a file (empty if it cannot be read).
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -134,11 +137,15 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` with its output in `dir/log`; `dir` is removed with the process if
-    /// the test process dies without dropping it.
+    /// Starts `command` with its output appended to `dir/log`; `dir` is removed with the
+    /// process if the test process dies without dropping it.
     pub fn spawn(name: &'static str, mut command: Command, dir: &Path, log: &str) -> Self {
         let log = dir.join(log);
-        let out = std::fs::File::create(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = command
             .process_group(0)
             .stdin(Stdio::null())
@@ -173,6 +180,42 @@ impl Process {
         self.child.id()
     }
 
+    /// Kills its process group (SIGKILL) and reaps it; what a drop does first. Quiet when
+    /// there is no group left (a process that exited by itself, such as a stopped `serve`).
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Its exit status, if it has exited (reaped then).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM to the process (not its group), then waits up to `grace` for it to exit: its
+    /// exit status, or `None` if it still runs (the drop kills it).
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Some(status);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let until = Instant::now() + grace;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Panics with the log's tail if the process has exited.
     pub fn assert_alive(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -188,8 +231,7 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
+        self.kill();
         let _ = self.watchdog.kill();
         let _ = self.watchdog.wait();
         // Neither server forks, so the group is empty now; say so loudly if not (a panic
@@ -217,6 +259,9 @@ pub struct ApiServer {
     pub apiserver: Process,
     pub etcd: Process,
     pub dir: tempfile::TempDir,
+    /// kube-apiserver's flags, less [`start_with`](Self::start_with)'s extra ones: what
+    /// [`restart_apiserver`](Self::restart_apiserver) starts it with again.
+    apiserver_command: Vec<std::ffi::OsString>,
 }
 
 impl ApiServer {
@@ -224,6 +269,11 @@ impl ApiServer {
     /// established. `None` (with a note) when the binaries are missing and
     /// `KNW_SKIP_APISERVER=1`; a panic saying how to build them otherwise.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start) with these flags added to kube-apiserver's.
+    pub fn start_with(apiserver_args: &[&str]) -> Option<Self> {
         let bin = match binaries() {
             Ok(dir) => dir,
             Err(why) if std::env::var("KNW_SKIP_APISERVER").as_deref() == Ok("1") => {
@@ -293,6 +343,11 @@ impl ApiServer {
             // The `kubernetes` Service's endpoints cannot be a loopback address: without this
             // the reconciler logs that error every few seconds.
             .arg("--endpoint-reconciler-type=none");
+        let apiserver_command: Vec<_> = std::iter::once(apiserver.get_program())
+            .chain(apiserver.get_args())
+            .map(ToOwned::to_owned)
+            .collect();
+        apiserver.args(apiserver_args);
         let apiserver = Process::spawn("kube-apiserver", apiserver, d, "apiserver.log");
 
         let url = format!("https://127.0.0.1:{secure}");
@@ -317,6 +372,7 @@ impl ApiServer {
             apiserver,
             etcd,
             dir,
+            apiserver_command,
         };
         api.wait_ready();
         eprintln!(
@@ -327,6 +383,27 @@ impl ApiServer {
         );
         api.apply_crds();
         Some(api)
+    }
+
+    /// Stops kube-apiserver and starts it again on the same port and etcd, with these flags
+    /// added to the usual ones (not [`start_with`](Self::start_with)'s), and waits for
+    /// `/readyz`. Its log goes on in the same file. What it held in memory (watch caches and
+    /// their event histories) is gone: it lists everything from etcd again.
+    pub fn restart_apiserver(&mut self, apiserver_args: &[&str]) {
+        let started = Instant::now();
+        // Stopped (and reaped) first: the new one binds the same port.
+        self.apiserver.kill();
+        let mut command = Command::new(&self.apiserver_command[0]);
+        command
+            .args(&self.apiserver_command[1..])
+            .args(apiserver_args);
+        self.apiserver =
+            Process::spawn("kube-apiserver", command, self.dir.path(), "apiserver.log");
+        self.wait_ready();
+        eprintln!(
+            "kube-apiserver restarted in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     fn wait_ready(&mut self) {
@@ -352,7 +429,7 @@ impl ApiServer {
     /// The repository's copy of the KubeVirt and Multus CRDs (the same as
     /// `../shared/testdata/crds/`), created and established.
     fn apply_crds(&self) {
-        let crds = super::data("crds");
+        let crds = Path::new(REPO).join("tests/data/crds");
         // `create`, not `apply`: the VM CRD is larger than the last-applied annotation allows.
         self.kubectl_ok(&["create", "-f", crds.to_str().unwrap()]);
         self.kubectl_ok(&[
@@ -513,9 +590,9 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Starts `serve` with the API server's kubeconfig and waits for its `/readyz`: the
-    /// NAD and VM caches have listed and watch.
-    pub fn start(api: &ApiServer) -> Self {
+    /// Starts `serve` of `bin` (the tests': `support::webhook::BIN`) with the API server's
+    /// kubeconfig and waits for its `/readyz`: the NAD and VM caches have listed and watch.
+    pub fn start(api: &ApiServer, bin: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("knw-serve-")
             .tempdir()
@@ -523,7 +600,7 @@ impl Webhook {
         let (crt, key) = api.pki.serving(dir.path(), "tls");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut serve = Command::new(BIN);
+        let mut serve = Command::new(bin);
         serve
             .arg("serve")
             .arg("--tls-cert")
@@ -556,21 +633,7 @@ impl Webhook {
 
     /// GET on the plain-HTTP admin port: status (0 when not listening yet) and body.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        let Ok(mut stream) = TcpStream::connect(self.admin) else {
-            return (0, String::new());
-        };
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, body.to_string())
+        http_get(self.admin, path)
     }
 
     /// The cache's object count for `kind` (`nad` or `vm`), from `/metrics`.
@@ -604,4 +667,27 @@ impl Drop for Webhook {
             eprintln!("--- serve log (tail) ---\n{}", tail(&self.process.log, 30));
         }
     }
+}
+
+/// A plain-HTTP/1.1 GET: status (0 when nothing listens or the answer does not come within
+/// 10 s) and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    if stream.write_all(request.as_bytes()).is_err()
+        || stream.read_to_string(&mut response).is_err()
+    {
+        return (0, String::new());
+    }
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
 }

@@ -1,0 +1,1024 @@
+//! `serve` and `audit -A` against a real kube-apiserver holding N VMs (issue #22): how long
+//! `serve` takes to become ready (its caches listed through the API server), compared with
+//! the fastest the API server can hand over every VM (the "floor").
+//!
+//! ```text
+//! cargo build --release
+//! cargo run --release --example apiserver_scale                       # 100,000 VMs, 3 runs
+//! cargo run --release --example apiserver_scale -- --vms 10000 --runs 1
+//! cargo run --release --example apiserver_scale -- --serve-arg=--some-flag --serve-arg=VALUE
+//! cargo run --release --example apiserver_scale -- --json             # the figures as JSON
+//! cargo run --release --example apiserver_scale -- --vms 20000 --hold # load, then wait
+//! ```
+//!
+//! Starts etcd and kube-apiserver (the harness of `tests/apiserver.rs`,
+//! `tests/support/apiserver.rs`: binaries of `tests/apiserver/build.sh`, files in a temporary
+//! directory removed at exit, every process killed at exit, on panic or on Ctrl-C), then
+//! stores the VMs of `examples/support/scale_cluster.rs` through it, spread over
+//! `--namespaces` namespaces (3 NICs each, MACs and address requests, ten planted
+//! violations), and the three NADs they use. No webhook is registered. Creates run
+//! `--concurrency` at once (kube-rs, HTTP/1.1, the admin user, exempt from API Priority and
+//! Fairness); each VM's `status` (a running VM's) is then written through its status
+//! subresource (`--no-status`: left out), so the stored VMs are what KubeVirt keeps.
+//!
+//! kube-apiserver loads with its watch cache off (`--watch-cache=false`), then is restarted
+//! with it on (the default) before anything is measured. With the cache on during the load,
+//! its event history (up to 102,400 events, each VM's object before and after its status
+//! write) held about twice the VMs decoded: 3.6 GB of RSS at 10,000 VMs, more than this
+//! machine has at 100,000. Restarted, it holds each VM once, as an API server that has run a
+//! while does. The first unpaged list after the restart waits for the cache to fill; it is
+//! printed, not counted.
+//!
+//! Then `--runs` times, in turns:
+//!
+//! - **floor**: one `GET /apis/kubevirt.io/v1/virtualmachines?resourceVersion=0` (no limit:
+//!   the whole list from the API server's watch cache), the body read and dropped chunk by
+//!   chunk; wall time from sending the request to its last byte, and the bytes. kube-rs asks
+//!   for no compression, and neither does `serve`.
+//! - **serve**: the release binary `serve` (next to this example's directory:
+//!   `target/release/`) with `KUBECONFIG` set to the API server's, a certificate, free ports
+//!   and `--serve-arg`s, its admin `/readyz` polled every 50 ms: the time from spawning it to
+//!   the first 200 (NAD, VM and VMI caches listed and watching), its RSS (VmRSS) and peak RSS
+//!   (VmHWM) then, and its cache's VM and NAD counts from `/metrics`, which must be N and 3.
+//!   Then SIGTERM, and its exit awaited. Not ready within `--ready-timeout` (300 s) is a
+//!   failed run, not a hang.
+//! - **audit**: `/usr/bin/time -f '%e %M' kubevirt-net-webhook audit -A -o json` with the same
+//!   kubeconfig: wall time and peak RSS. It must exit 1 with exactly the planted rows and the
+//!   summary line counting N objects (`--skip-audit`: not run).
+//!
+//! and each one's ratio to the same run's floor. Prints one row per run and the medians
+//! (`--json`: a JSON document instead), after the load's rate and the RSS of kube-apiserver and
+//! etcd after loading and at the end. Also the 1-minute load average at the start of each
+//! run: on this 2-core machine, anything else running shows in every figure.
+//! Exits 1 if a measurement failed.
+//!
+//! `--hold` stops after loading: prints the kubeconfig and URL, and keeps the API server until
+//! Ctrl-C, to try `serve` or curl against it by hand.
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use futures::{StreamExt as _, stream};
+use http_body_util::BodyExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+#[path = "../tests/support/apiserver.rs"]
+mod apiserver;
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+#[path = "support/scale_cluster.rs"]
+mod scale_cluster;
+
+use apiserver::{ApiServer, Process, free_port, http_get, tail};
+use scale_cluster::{Cluster, nads};
+
+/// Stores N VMs in a real kube-apiserver; times `serve` to ready and `audit -A` against the
+/// floor (one unpaged list from the watch cache).
+#[derive(Debug, Parser)]
+struct Args {
+    /// Stored VMs in all (at least 100: the planted violations).
+    #[arg(long, default_value_t = 100_000)]
+    vms: usize,
+    /// Namespaces the VMs spread over: VM i is in tenant-{i % namespaces}.
+    #[arg(long, default_value_t = 100)]
+    namespaces: usize,
+    /// Runs of floor, serve and audit, in turns.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// After loading, print the kubeconfig and URL and wait for Ctrl-C (no runs).
+    #[arg(long)]
+    hold: bool,
+    /// Leave `audit -A` out of the runs.
+    #[arg(long)]
+    skip_audit: bool,
+    /// An argument for `serve` (repeatable), after the ones this sets (certificate, ports,
+    /// `--shutdown-delay 0s`); e.g. `--serve-arg=--flag --serve-arg=value`.
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
+    /// Print the figures as one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Create requests in flight while loading.
+    #[arg(long, default_value_t = 48)]
+    concurrency: usize,
+    /// Store the VMs without their status.
+    #[arg(long)]
+    no_status: bool,
+    /// Seconds `serve` has to become ready before its run counts as failed.
+    #[arg(long, default_value_t = 300)]
+    ready_timeout: u64,
+    /// Seconds `audit` has before its run counts as failed.
+    #[arg(long, default_value_t = 600)]
+    audit_timeout: u64,
+    /// Copy the logs (kube-apiserver, etcd, each serve run) here at the end.
+    #[arg(long, value_name = "DIR")]
+    keep_logs: Option<PathBuf>,
+    /// The binary to run. Default: `kubevirt-net-webhook` in the directory above this
+    /// example's (`target/release/`).
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+}
+
+fn vm_resource() -> ApiResource {
+    ApiResource {
+        group: "kubevirt.io".into(),
+        version: "v1".into(),
+        api_version: "kubevirt.io/v1".into(),
+        kind: "VirtualMachine".into(),
+        plural: "virtualmachines".into(),
+    }
+}
+
+fn nad_resource() -> ApiResource {
+    ApiResource {
+        group: "k8s.cni.cncf.io".into(),
+        version: "v1".into(),
+        api_version: "k8s.cni.cncf.io/v1".into(),
+        kind: "NetworkAttachmentDefinition".into(),
+        plural: "network-attachment-definitions".into(),
+    }
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// VmRSS and VmHWM of a process, in MiB.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss: f64,
+    peak: f64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<f64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kib: f64 = line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some(kib / 1024.0)
+        };
+        Some(Self {
+            rss: field("VmRSS:")?,
+            peak: field("VmHWM:")?,
+        })
+    }
+
+    fn json(&self) -> Value {
+        json!({"rss_mib": round1(self.rss), "peak_mib": round1(self.peak)})
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `etcd --version`'s version, of the etcd the harness runs.
+fn etcd_version() -> String {
+    apiserver::binaries()
+        .ok()
+        .and_then(|dir| {
+            Command::new(dir.join("etcd"))
+                .arg("--version")
+                .output()
+                .ok()
+        })
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
+        })
+        .unwrap_or_else(|| "(unknown version)".into())
+}
+
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Retries a request that failed for a reason that may pass (timeouts, 429, 5xx, the
+/// connection); `done_if_exists`: a 409 after a retried create means the first one landed.
+async fn with_retries<T, F, Fut>(
+    what: &str,
+    done_if_exists: bool,
+    f: F,
+) -> Result<Option<T>, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(kube::Error::Api(e)) if e.code == 409 && done_if_exists && attempt > 0 => {
+                return Ok(None);
+            }
+            Err(e) if attempt < 5 => {
+                let retry = match &e {
+                    kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+                    _ => true,
+                };
+                if !retry {
+                    return Err(format!("{what}: {e}"));
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            Err(e) => return Err(format!("{what}: {e} (after {attempt} retries)")),
+        }
+    }
+}
+
+/// What loading took.
+struct Load {
+    seconds: f64,
+    /// Seconds of the creates alone (the status writes follow).
+    create_seconds: f64,
+    requests: usize,
+}
+
+/// Creates the namespaces, the NADs and the VMs (then their status), `concurrency` requests
+/// in flight.
+async fn load(
+    client: &Client,
+    cluster: &Cluster,
+    concurrency: usize,
+    status: bool,
+) -> Result<Load, String> {
+    let started = Instant::now();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let names = (0..cluster.namespaces)
+        .map(|n| cluster.namespace(n))
+        .chain(["infra".to_string()]);
+    for name in names {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(|e| format!("namespace {name}: {e}"))?;
+    }
+    let nad_api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "infra", &nad_resource());
+    for nad in nads() {
+        nad_api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(nad).unwrap(),
+            )
+            .await
+            .map_err(|e| format!("NAD: {e}"))?;
+    }
+
+    let done = AtomicUsize::new(0);
+    let step = (cluster.vms / 10).max(1);
+    let progress = |phase: &str, started: Instant| {
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(step) {
+            let s = started.elapsed().as_secs_f64();
+            eprintln!(
+                "  {phase}: {n}/{} in {s:.1} s ({:.0}/s)",
+                cluster.vms,
+                n as f64 / s
+            );
+        }
+    };
+    let resource = vm_resource();
+    let creates = Instant::now();
+    let mut results = stream::iter(0..cluster.vms)
+        .map(|i| {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &cluster.namespace(i), &resource);
+            let mut vm = cluster.vm(i);
+            // What the API server sets itself; status goes through its subresource.
+            let meta = vm["metadata"].as_object_mut().unwrap();
+            for field in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
+                meta.remove(field);
+            }
+            vm.as_object_mut().unwrap().remove("status");
+            let object: DynamicObject = serde_json::from_value(vm).unwrap();
+            let progress = &progress;
+            async move {
+                let what = format!("create VM {}", scale_cluster::name(i));
+                let params = PostParams::default();
+                with_retries(&what, true, || api.create(&params, &object)).await?;
+                progress("created", creates);
+                Ok::<_, String>(())
+            }
+        })
+        .buffer_unordered(concurrency);
+    while let Some(result) = results.next().await {
+        result?;
+    }
+    drop(results);
+    let create_seconds = creates.elapsed().as_secs_f64();
+    let mut requests = cluster.vms;
+    if status {
+        done.store(0, Ordering::Relaxed);
+        let statuses = Instant::now();
+        let mut results = stream::iter(0..cluster.vms)
+            .map(|i| {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), &cluster.namespace(i), &resource);
+                let patch = json!({"status": cluster.vm(i)["status"]});
+                let progress = &progress;
+                async move {
+                    let name = scale_cluster::name(i);
+                    let what = format!("status of VM {name}");
+                    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+                    with_retries(&what, false, || api.patch_status(&name, &params, &patch)).await?;
+                    progress("status written", statuses);
+                    Ok::<_, String>(())
+                }
+            })
+            .buffer_unordered(concurrency);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+        requests += cluster.vms;
+    }
+    Ok(Load {
+        seconds: started.elapsed().as_secs_f64(),
+        create_seconds,
+        requests,
+    })
+}
+
+/// The VMs stored, by the API server's count (one object and `remainingItemCount`).
+async fn count_vms(client: &Client) -> Result<u64, String> {
+    let request = hyper::Request::get("/apis/kubevirt.io/v1/virtualmachines?limit=1")
+        .body(Vec::new())
+        .unwrap();
+    let list: Value = client.request(request).await.map_err(|e| e.to_string())?;
+    let items = list["items"].as_array().map_or(0, Vec::len) as u64;
+    Ok(items + list["metadata"]["remainingItemCount"].as_u64().unwrap_or(0))
+}
+
+/// One unpaged list of every VM from the watch cache, the body counted and dropped.
+struct Floor {
+    seconds: f64,
+    bytes: u64,
+}
+
+async fn floor(client: &Client) -> Result<Floor, String> {
+    let request = hyper::Request::get("/apis/kubevirt.io/v1/virtualmachines?resourceVersion=0")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let started = Instant::now();
+    let response = client.send(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("after {bytes} bytes: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if status != hyper::StatusCode::OK {
+        return Err(format!("HTTP {status} ({bytes} bytes)"));
+    }
+    Ok(Floor { seconds, bytes })
+}
+
+/// `serve` from spawn to ready.
+struct Serve {
+    seconds: f64,
+    memory: Memory,
+    /// Its exit after SIGTERM, or why it is not clean.
+    stop: Result<(), String>,
+}
+
+/// The cache's object count for `kind` from serve's `/metrics`.
+fn cached(admin: SocketAddr, kind: &str) -> Option<u64> {
+    let prefix = format!("kubevirt_net_webhook_cache_objects{{kind=\"{kind}\"}} ");
+    let (_, metrics) = http_get(admin, "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn serve_once(
+    api: &ApiServer,
+    bin: &Path,
+    extra: &[String],
+    dir: &Path,
+    cluster: &Cluster,
+    timeout: Duration,
+) -> Result<Serve, String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let (crt, key) = api.pki.serving(dir, "tls");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut command = Command::new(bin);
+    command
+        .arg("serve")
+        .arg("--tls-cert")
+        .arg(&crt)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg(format!("--listen={addr}"))
+        .arg(format!("--admin-listen={admin}"))
+        .args(["--shutdown-delay", "0s"])
+        .args(extra)
+        .env("KUBECONFIG", &api.kubeconfig);
+    let started = Instant::now();
+    let mut serve = Process::spawn("serve", command, dir, "serve.log");
+    loop {
+        if http_get(admin, "/readyz").0 == 200 {
+            break;
+        }
+        if let Some(status) = serve.exited() {
+            return Err(format!(
+                "exited ({status}) before ready; its log:\n{}",
+                tail(&serve.log, 20)
+            ));
+        }
+        if started.elapsed() > timeout {
+            let memory = Memory::of(serve.pid()).unwrap_or_default();
+            let vms = cached(admin, "vm");
+            serve.terminate(Duration::from_secs(10));
+            return Err(format!(
+                "not ready after {} s (RSS {:.0} MiB, peak {:.0} MiB, VMs cached: {vms:?}); its log:\n{}",
+                timeout.as_secs(),
+                memory.rss,
+                memory.peak,
+                tail(&serve.log, 20)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let memory = Memory::of(serve.pid()).ok_or("serve's /proc entry is gone")?;
+    let (vms, nads) = (cached(admin, "vm"), cached(admin, "nad"));
+    let stop = match serve.terminate(Duration::from_secs(30)) {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(format!("exited {status} after SIGTERM")),
+        None => Err("still running 30 s after SIGTERM (killed)".into()),
+    };
+    if vms != Some(cluster.vms as u64) || nads != Some(3) {
+        return Err(format!(
+            "ready with {vms:?} VMs and {nads:?} NADs cached, not {} and 3",
+            cluster.vms
+        ));
+    }
+    Ok(Serve {
+        seconds,
+        memory,
+        stop,
+    })
+}
+
+/// `audit -A -o json`: wall time and peak RSS.
+struct Audit {
+    seconds: f64,
+    peak_mib: f64,
+}
+
+fn audit_once(
+    api: &ApiServer,
+    bin: &Path,
+    dir: &Path,
+    cluster: &Cluster,
+    timeout: Duration,
+) -> Result<Audit, String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let (times, out, err) = (dir.join("time"), dir.join("stdout"), dir.join("stderr"));
+    let file = |p: &Path| std::fs::File::create(p).unwrap();
+    let started = Instant::now();
+    // Its own process group: on a timeout, `time` and `audit` go together.
+    let mut child = Command::new("/usr/bin/time")
+        .args(["-f", "%e %M", "-o"])
+        .arg(&times)
+        .arg(bin)
+        .args(["audit", "-A", "-o", "json"])
+        .env("KUBECONFIG", &api.kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(file(&out))
+        .stderr(file(&err))
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run /usr/bin/time (apt-get install -y time): {e}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            return Err(format!("not done after {} s", timeout.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    // GNU time writes "Command exited with non-zero status 1" first, the figures last.
+    let text = std::fs::read_to_string(&times).map_err(|e| format!("{}: {e}", times.display()))?;
+    let figures: Vec<&str> = text
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let [wall, peak] = figures[..] else {
+        return Err(format!("unexpected /usr/bin/time output: {text:?}"));
+    };
+    let audit = Audit {
+        seconds: wall.parse().map_err(|e| format!("{wall:?}: {e}"))?,
+        peak_mib: peak.parse::<f64>().map_err(|e| format!("{peak:?}: {e}"))? / 1024.0,
+    };
+    if status.code() != Some(1) {
+        return Err(format!(
+            "exited {:?}, not 1 (violations found); stderr:\n{stderr}",
+            status.code()
+        ));
+    }
+    let summary = cluster.expected_summary();
+    if stderr.trim_end() != summary {
+        return Err(format!("stderr is not {summary:?}:\n{stderr}"));
+    }
+    cluster.check_rows(&std::fs::read(&out).unwrap_or_default())?;
+    Ok(audit)
+}
+
+/// One run's figures (or why a measurement failed).
+struct Run {
+    loadavg: f64,
+    floor: Result<Floor, String>,
+    serve: Result<Serve, String>,
+    audit: Option<Result<Audit, String>>,
+}
+
+impl Run {
+    fn floor_seconds(&self) -> Option<f64> {
+        self.floor.as_ref().ok().map(|f| f.seconds)
+    }
+
+    fn json(&self, number: usize) -> Value {
+        let ratio = |s: f64| self.floor_seconds().map(|f| round3(s / f));
+        let failed = |e: &String| json!({"ok": false, "error": e});
+        json!({
+            "run": number,
+            "loadavg_1m": self.loadavg,
+            "floor": match &self.floor {
+                Ok(f) => json!({"ok": true, "seconds": round3(f.seconds), "bytes": f.bytes}),
+                Err(e) => failed(e),
+            },
+            "serve": match &self.serve {
+                Ok(s) => json!({"ok": true, "ready_seconds": round3(s.seconds),
+                    "vs_floor": ratio(s.seconds), "rss_mib": round1(s.memory.rss),
+                    "peak_mib": round1(s.memory.peak),
+                    "stop": match &s.stop { Ok(()) => "clean".to_string(), Err(e) => e.clone() }}),
+                Err(e) => failed(e),
+            },
+            "audit": match &self.audit {
+                None => Value::Null,
+                Some(Ok(a)) => json!({"ok": true, "seconds": a.seconds,
+                    "vs_floor": ratio(a.seconds), "peak_mib": round1(a.peak_mib)}),
+                Some(Err(e)) => failed(e),
+            },
+        })
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+fn cell(x: Option<f64>, decimals: usize) -> String {
+    x.map_or("—".into(), |x| format!("{x:.decimals$}"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.vms < 100 || args.namespaces == 0 || args.runs == 0 || args.concurrency == 0 {
+        eprintln!("--vms must be at least 100; --namespaces, --runs and --concurrency at least 1");
+        return ExitCode::FAILURE;
+    }
+    let cluster = Cluster {
+        vms: args.vms,
+        namespaces: args.namespaces,
+    };
+    let bin = args.bin.clone().unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("this example's path");
+        // target/release/examples/apiserver_scale -> target/release/kubevirt-net-webhook
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/examples")
+            .join("kubevirt-net-webhook")
+    });
+    if !args.hold && !bin.is_file() {
+        eprintln!(
+            "{}: not found; run `cargo build --release` first",
+            bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if !args.hold && !args.skip_audit && !Path::new("/usr/bin/time").is_file() {
+        eprintln!("/usr/bin/time: not found (apt-get install -y time), or pass --skip-audit");
+        return ExitCode::FAILURE;
+    }
+    // Loading without the watch cache: see the top of this file.
+    let Some(mut api) = ApiServer::start_with(&["--watch-cache=false"]) else {
+        return ExitCode::FAILURE;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let client = runtime.block_on(api.client());
+
+    eprintln!(
+        "loading {} VMs in {} namespaces ({} requests in flight{})",
+        cluster.vms,
+        cluster.namespaces,
+        args.concurrency,
+        if args.no_status {
+            ", no status"
+        } else {
+            ", then their status"
+        }
+    );
+    let load = match runtime.block_on(load(&client, &cluster, args.concurrency, !args.no_status)) {
+        Ok(load) => load,
+        Err(e) => {
+            eprintln!("loading failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let etcd_db = std::fs::metadata(api.dir.path().join("etcd/member/snap/db"))
+        .map(|m| m.len() as f64 / MIB)
+        .unwrap_or(f64::NAN);
+    let loaded = [
+        Memory::of(api.apiserver.pid()).unwrap_or_default(),
+        Memory::of(api.etcd.pid()).unwrap_or_default(),
+    ];
+    eprintln!(
+        "loaded {} VMs in {:.1} s: {:.0} creates/s ({:.1} s), {:.0} requests/s in all; \
+         etcd db {etcd_db:.0} MiB; RSS (peak) kube-apiserver {:.0} ({:.0}) MiB, etcd {:.0} ({:.0}) MiB",
+        cluster.vms,
+        load.seconds,
+        cluster.vms as f64 / load.create_seconds,
+        load.create_seconds,
+        load.requests as f64 / load.seconds,
+        loaded[0].rss,
+        loaded[0].peak,
+        loaded[1].rss,
+        loaded[1].peak,
+    );
+    drop(client);
+    api.restart_apiserver(&[]);
+    let client = runtime.block_on(api.client());
+    // The VM resource is served a moment after /readyz (the CRD's handler is set up on its
+    // first request, its watch cache filled from etcd then).
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        match runtime.block_on(count_vms(&client)) {
+            Ok(n) if n == cluster.vms as u64 => break,
+            other if Instant::now() > until => {
+                eprintln!("the API server counts {other:?} VMs, not {}", cluster.vms);
+                return ExitCode::FAILURE;
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+    // It waits for the watch cache to fill, which may outlast kube-apiserver's request
+    // timeout (60 s): tried again until it succeeds.
+    let filling = Instant::now();
+    let warm_up = loop {
+        match runtime.block_on(floor(&client)) {
+            Ok(f) => break f,
+            Err(e) if filling.elapsed() < Duration::from_secs(900) => {
+                eprintln!("first unpaged list: {e}; again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => {
+                eprintln!("the first unpaged list of every VM failed for 900 s: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let fill_seconds = filling.elapsed().as_secs_f64();
+    let restarted = [
+        Memory::of(api.apiserver.pid()).unwrap_or_default(),
+        Memory::of(api.etcd.pid()).unwrap_or_default(),
+    ];
+    eprintln!(
+        "watch cache filled; first unpaged list (not counted): {fill_seconds:.2} s, {:.1} MiB; \
+         RSS (peak) kube-apiserver {:.0} ({:.0}) MiB, etcd {:.0} ({:.0}) MiB",
+        warm_up.bytes as f64 / MIB,
+        restarted[0].rss,
+        restarted[0].peak,
+        restarted[1].rss,
+        restarted[1].peak,
+    );
+
+    // etcd before 3.4.31 and 3.5.13 sends no progress notifications: kube-apiserver then
+    // serves no consistent list (resourceVersion unset: serve's and audit's pages) from its
+    // watch cache, but from etcd, each page decoded anew; a production etcd does.
+    let etcd = etcd_version();
+    let consistent_from = if std::fs::read_to_string(&api.apiserver.log)
+        .unwrap_or_default()
+        .contains("RequestWatchProgress feature is not supported")
+    {
+        "etcd"
+    } else {
+        "the watch cache"
+    };
+    eprintln!("etcd {etcd}: lists without resourceVersion are served from {consistent_from}");
+
+    if args.hold {
+        let (crt, key) = api.pki.serving(api.dir.path(), "serve");
+        println!("kube-apiserver {} at {}", apiserver::version(), api.url);
+        println!("export KUBECONFIG={}", api.kubeconfig.display());
+        println!(
+            "{} serve --tls-cert {} --tls-key {} --listen 127.0.0.1:{} --admin-listen 127.0.0.1:{}",
+            bin.display(),
+            crt.display(),
+            key.display(),
+            free_port(),
+            free_port()
+        );
+        println!(
+            "holding: Ctrl-C stops etcd and kube-apiserver and removes their files ({})",
+            api.dir.path().display()
+        );
+        let _ = std::io::stdout().flush();
+        let _ = runtime.block_on(tokio::signal::ctrl_c());
+        eprintln!("stopping");
+        return ExitCode::SUCCESS;
+    }
+
+    let scratch = api.dir.path().join("runs");
+    let mut runs = Vec::new();
+    for n in 1..=args.runs {
+        let loadavg = loadavg();
+        eprintln!("run {n}/{}: floor (load average {loadavg:.2})", args.runs);
+        let floor = runtime.block_on(floor(&client));
+        match &floor {
+            Ok(f) => eprintln!(
+                "  floor: {:.2} s, {:.1} MiB",
+                f.seconds,
+                f.bytes as f64 / MIB
+            ),
+            Err(e) => eprintln!("  floor FAILED: {e}"),
+        }
+        eprintln!("run {n}/{}: serve", args.runs);
+        let serve = serve_once(
+            &api,
+            &bin,
+            &args.serve_args,
+            &scratch.join(format!("serve-{n}")),
+            &cluster,
+            Duration::from_secs(args.ready_timeout),
+        );
+        match &serve {
+            Ok(s) => eprintln!(
+                "  serve: ready in {:.2} s, RSS {:.0} MiB, peak {:.0} MiB{}",
+                s.seconds,
+                s.memory.rss,
+                s.memory.peak,
+                s.stop
+                    .as_ref()
+                    .err()
+                    .map_or(String::new(), |e| format!("; {e}"))
+            ),
+            Err(e) => eprintln!("  serve FAILED: {e}"),
+        }
+        let audit = (!args.skip_audit).then(|| {
+            eprintln!("run {n}/{}: audit", args.runs);
+            let audit = audit_once(
+                &api,
+                &bin,
+                &scratch.join(format!("audit-{n}")),
+                &cluster,
+                Duration::from_secs(args.audit_timeout),
+            );
+            match &audit {
+                Ok(a) => eprintln!("  audit: {:.2} s, peak {:.0} MiB", a.seconds, a.peak_mib),
+                Err(e) => eprintln!("  audit FAILED: {e}"),
+            }
+            audit
+        });
+        runs.push(Run {
+            loadavg,
+            floor,
+            serve,
+            audit,
+        });
+    }
+    let end = [
+        Memory::of(api.apiserver.pid()).unwrap_or_default(),
+        Memory::of(api.etcd.pid()).unwrap_or_default(),
+    ];
+    if let Some(dir) = &args.keep_logs {
+        std::fs::create_dir_all(dir).expect("--keep-logs directory");
+        let mut logs = vec![api.apiserver.log.clone(), api.etcd.log.clone()];
+        for n in 1..=args.runs {
+            logs.push(scratch.join(format!("serve-{n}/serve.log")));
+        }
+        for log in logs {
+            let name = log.strip_prefix(api.dir.path()).unwrap_or(&log);
+            let to = dir.join(name.to_string_lossy().replace('/', "-"));
+            let _ = std::fs::copy(&log, to);
+        }
+    }
+
+    let ok = |f: &dyn Fn(&Run) -> Option<f64>| -> Vec<f64> { runs.iter().filter_map(f).collect() };
+    let floor_s = ok(&|r| r.floor_seconds());
+    let floor_mib = ok(&|r| r.floor.as_ref().ok().map(|f| f.bytes as f64 / MIB));
+    let serve_s = ok(&|r| r.serve.as_ref().ok().map(|s| s.seconds));
+    let serve_ratio = ok(&|r| Some(r.serve.as_ref().ok()?.seconds / r.floor_seconds()?));
+    let serve_rss = ok(&|r| r.serve.as_ref().ok().map(|s| s.memory.rss));
+    let serve_peak = ok(&|r| r.serve.as_ref().ok().map(|s| s.memory.peak));
+    let audit_of = |r: &Run| {
+        r.audit
+            .as_ref()?
+            .as_ref()
+            .ok()
+            .map(|a| (a.seconds, a.peak_mib))
+    };
+    let audit_s = ok(&|r| audit_of(r).map(|a| a.0));
+    let audit_ratio = ok(&|r| Some(audit_of(r)?.0 / r.floor_seconds()?));
+    let audit_peak = ok(&|r| audit_of(r).map(|a| a.1));
+    let failures: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            let mut f = Vec::new();
+            if let Err(e) = &r.floor {
+                f.push(format!("run {}: floor: {e}", i + 1));
+            }
+            if let Err(e) = &r.serve {
+                f.push(format!("run {}: serve: {e}", i + 1));
+            }
+            if let Ok(Serve { stop: Err(e), .. }) = &r.serve {
+                f.push(format!("run {}: serve: {e}", i + 1));
+            }
+            if let Some(Err(e)) = &r.audit {
+                f.push(format!("run {}: audit: {e}", i + 1));
+            }
+            f
+        })
+        .collect();
+
+    let bytes_per_vm = runs
+        .iter()
+        .find_map(|r| r.floor.as_ref().ok())
+        .map(|f| f.bytes as f64 / cluster.vms as f64);
+    if args.json {
+        let doc = json!({
+            "vms": cluster.vms,
+            "namespaces": cluster.namespaces,
+            "kube_apiserver_version": apiserver::version(),
+            "etcd_version": etcd,
+            "consistent_lists_from": consistent_from,
+            "status_stored": !args.no_status,
+            "serve_args": args.serve_args,
+            "bin": bin,
+            "load": {
+                "seconds": round1(load.seconds),
+                "create_seconds": round1(load.create_seconds),
+                "creates_per_second": (cluster.vms as f64 / load.create_seconds).round(),
+                "requests": load.requests,
+                "concurrency": args.concurrency,
+            },
+            "etcd_db_mib": round1(etcd_db),
+            "list_bytes_per_vm": bytes_per_vm.map(f64::round),
+            "first_list": {"seconds": round3(fill_seconds), "bytes": warm_up.bytes},
+            "kube_apiserver": {"after_load": loaded[0].json(), "restarted": restarted[0].json(),
+                "end": end[0].json()},
+            "etcd": {"after_load": loaded[1].json(), "restarted": restarted[1].json(),
+                "end": end[1].json()},
+            "runs": runs.iter().enumerate().map(|(i, r)| r.json(i + 1)).collect::<Vec<_>>(),
+            "median": {
+                "floor_seconds": median(floor_s).map(round3),
+                "floor_mib": median(floor_mib).map(round1),
+                "serve_ready_seconds": median(serve_s).map(round3),
+                "serve_vs_floor": median(serve_ratio).map(round3),
+                "serve_rss_mib": median(serve_rss).map(round1),
+                "serve_peak_mib": median(serve_peak).map(round1),
+                "audit_seconds": median(audit_s).map(round3),
+                "audit_vs_floor": median(audit_ratio).map(round3),
+                "audit_peak_mib": median(audit_peak).map(round1),
+            },
+            "failures": failures,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+    } else {
+        println!(
+            "{} VMs in {} namespaces ({}), kube-apiserver {}, etcd {etcd} (lists without \
+             resourceVersion from {consistent_from}); serve {}{}",
+            cluster.vms,
+            cluster.namespaces,
+            if args.no_status {
+                "no status"
+            } else {
+                "with status"
+            },
+            apiserver::version(),
+            bin.display(),
+            args.serve_args
+                .iter()
+                .map(|a| format!(" {a}"))
+                .collect::<String>()
+        );
+        println!(
+            "load: {:.1} s ({:.0} creates/s, {} in flight); etcd db {etcd_db:.0} MiB; \
+             list {} bytes/VM",
+            load.seconds,
+            cluster.vms as f64 / load.create_seconds,
+            args.concurrency,
+            cell(bytes_per_vm, 0)
+        );
+        let mib = |m: &Memory| format!("{:.0} ({:.0})", m.rss, m.peak);
+        println!(
+            "RSS (peak) MiB after load (no watch cache) / restarted, watch cache filled / at end: \
+             kube-apiserver {} / {} / {}, etcd {} / {} / {}",
+            mib(&loaded[0]),
+            mib(&restarted[0]),
+            mib(&end[0]),
+            mib(&loaded[1]),
+            mib(&restarted[1]),
+            mib(&end[1]),
+        );
+        println!("first unpaged list after the restart (not in the table): {fill_seconds:.2} s");
+        println!(
+            "| run | load avg | floor s | floor MiB | serve ready s | × floor | serve RSS MiB | serve peak MiB | audit s | × floor | audit peak MiB |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for (i, r) in runs.iter().enumerate() {
+            let f = r.floor.as_ref().ok();
+            let s = r.serve.as_ref().ok();
+            let a = r.audit.as_ref().and_then(|a| a.as_ref().ok());
+            let fs = r.floor_seconds();
+            let audit = match &r.audit {
+                None => "skipped".to_string(),
+                Some(Err(_)) => "FAILED".to_string(),
+                Some(Ok(a)) => format!("{:.2}", a.seconds),
+            };
+            println!(
+                "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                i + 1,
+                r.loadavg,
+                f.map_or("FAILED".into(), |f| format!("{:.2}", f.seconds)),
+                cell(f.map(|f| f.bytes as f64 / MIB), 1),
+                s.map_or("FAILED".into(), |s| format!("{:.2}", s.seconds)),
+                cell(s.and_then(|s| Some(s.seconds / fs?)), 2),
+                cell(s.map(|s| s.memory.rss), 0),
+                cell(s.map(|s| s.memory.peak), 0),
+                audit,
+                cell(a.and_then(|a| Some(a.seconds / fs?)), 2),
+                cell(a.map(|a| a.peak_mib), 0),
+            );
+        }
+        println!(
+            "| median | | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(median(floor_s), 2),
+            cell(median(floor_mib), 1),
+            cell(median(serve_s), 2),
+            cell(median(serve_ratio), 2),
+            cell(median(serve_rss), 0),
+            cell(median(serve_peak), 0),
+            cell(median(audit_s), 2),
+            cell(median(audit_ratio), 2),
+            cell(median(audit_peak), 0),
+        );
+        for f in &failures {
+            println!("{f}");
+        }
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
