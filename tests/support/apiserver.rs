@@ -386,17 +386,19 @@ impl ApiServer {
     }
 
     /// Stops kube-apiserver and starts it again on the same port and etcd, with these flags
-    /// added to the usual ones (not [`start_with`](Self::start_with)'s), and waits for
-    /// `/readyz`. Its log goes on in the same file. What it held in memory (watch caches and
-    /// their event histories) is gone: it lists everything from etcd again.
-    pub fn restart_apiserver(&mut self, apiserver_args: &[&str]) {
+    /// added to the usual ones (not [`start_with`](Self::start_with)'s) and these environment
+    /// variables set, and waits for `/readyz`. Its log goes on in the same file. What it held
+    /// in memory (watch caches and their event histories) is gone: it lists everything from
+    /// etcd again.
+    pub fn restart_apiserver(&mut self, apiserver_args: &[&str], env: &[(&str, &str)]) {
         let started = Instant::now();
         // Stopped (and reaped) first: the new one binds the same port.
         self.apiserver.kill();
         let mut command = Command::new(&self.apiserver_command[0]);
         command
             .args(&self.apiserver_command[1..])
-            .args(apiserver_args);
+            .args(apiserver_args)
+            .envs(env.iter().copied());
         self.apiserver =
             Process::spawn("kube-apiserver", command, self.dir.path(), "apiserver.log");
         self.wait_ready();
