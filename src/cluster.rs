@@ -6,10 +6,18 @@
 //!   its watch cache without asking etcd, as client-go's informers list. The body is decoded
 //!   while it arrives, item by item, so neither side waits for the other and no more than
 //!   one item is held at a time, whatever the list's size.
-//! - [`Mode::Pages`]: pages of [`PAGE`] objects read from etcd (a consistent list, following
-//!   continue tokens), each decoded the same way. Slower: every page is a round trip that
-//!   neither side overlaps. It is the fallback when the API server refuses a snapshot (for
-//!   example, a list that runs past its `--request-timeout` is cut off).
+//! - [`Mode::Pages`]: pages of [`PAGE`] objects following continue tokens, each decoded the
+//!   same way. The first page asks for `resourceVersion=1&resourceVersionMatch=NotOlderThan`
+//!   (any state at least that new, i.e. any), which an API server of 1.34 or later serves
+//!   from its watch cache and, since the version is not `0`, cut to the limit (at `0` the
+//!   limit is ignored: that would be the snapshot again); the continue tokens then carry that
+//!   state's version, served from the cache's snapshot of it. Older API servers read those
+//!   pages from etcd, as a consistent list would. That state may be old (a resource nobody
+//!   wrote to for a while) and its snapshot gone, its version compacted in etcd (410 Gone):
+//!   the list then starts over as a consistent one (no `resourceVersion`), at the newest
+//!   state. Slower than a snapshot: every page is a
+//!   round trip that neither side overlaps. It is the fallback when the API server refuses a
+//!   snapshot (for example, a list that runs past its `--request-timeout` is cut off).
 //!
 //! The items are handed over as JSON text ([`RawValue`]); what to build from them is the
 //! caller's choice (the caches read footprints, `audit` whole objects).
@@ -17,7 +25,7 @@ use std::io::BufReader;
 
 use kube::{
     Client, Resource as _,
-    api::{ApiResource, DynamicObject, ListParams},
+    api::{ApiResource, DynamicObject, ListParams, VersionMatch},
     core::Request,
 };
 use serde::{
@@ -30,6 +38,32 @@ use tracing::{Span, dispatcher};
 
 /// Objects per page in [`Mode::Pages`].
 pub const PAGE: u32 = 500;
+/// The first page's `resourceVersion` in [`Mode::Pages`]: any state (every state is newer
+/// than 1), but not `0`, at which the watch cache ignores `limit`.
+const ANY_VERSION: &str = "1";
+/// Whether `uri` asks for the first page of [`Mode::Pages`] (for tests of the callers).
+#[cfg(test)]
+pub(crate) fn first_page(uri: &str) -> bool {
+    uri.contains("limit=500")
+        && uri.contains("resourceVersion=1&")
+        && uri.contains("resourceVersionMatch=NotOlderThan")
+        && !uri.contains("continue=")
+}
+
+/// Whether `uri` asks for the first page of [`Mode::Pages`] after a 410: a consistent one.
+#[cfg(test)]
+pub(crate) fn first_consistent_page(uri: &str) -> bool {
+    uri.contains("limit=500") && !uri.contains("resourceVersion") && !uri.contains("continue=")
+}
+
+/// Whether `uri` asks for the page after `token` in [`Mode::Pages`] (no version beside it).
+#[cfg(test)]
+pub(crate) fn next_page(uri: &str, token: &str) -> bool {
+    uri.contains("limit=500")
+        && uri.contains(&format!("continue={token}"))
+        && !uri.contains("resourceVersion")
+}
+
 /// How many times one paged list starts over after its continue token expired (410 Gone).
 pub const ATTEMPTS: usize = 3;
 /// Bytes read from the API server at a time (the decoder reads from this buffer).
@@ -40,7 +74,7 @@ const READ_BUFFER: usize = 256 * 1024;
 pub enum Mode {
     /// One list from the API server's watch cache (`resourceVersion=0`), streamed.
     Snapshot,
-    /// Consistent pages of [`PAGE`] from etcd.
+    /// Pages of [`PAGE`], from the watch cache where the API server can (1.34 and later).
     Pages,
 }
 
@@ -129,13 +163,19 @@ pub async fn list<E: Each>(
     let request = Request::new(DynamicObject::url_path(resource, None));
     let mut attempt = 1;
     let mut token: Option<String> = None;
+    // The first attempt's pages start at any state; after a 410, at the newest.
+    let mut any_state = true;
     loop {
         let params = match mode {
             Mode::Snapshot => ListParams::default().match_any(),
             Mode::Pages => {
                 let params = ListParams::default().limit(PAGE);
                 match &token {
+                    // The token holds the version; the API server refuses one beside it.
                     Some(token) => params.continue_token(token),
+                    None if any_state => {
+                        params.at(ANY_VERSION).matching(VersionMatch::NotOlderThan)
+                    }
                     None => params,
                 }
             }
@@ -153,6 +193,7 @@ pub async fn list<E: Each>(
                 }
                 attempt += 1;
                 token = None;
+                any_state = false;
                 each.item(Item::Restart);
                 continue;
             }

@@ -18,6 +18,11 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Webhook, is_running};
 use support::webhook::{BIN, case, read_yaml, write_yaml};
+// `scale_cluster` reaches the fixtures as `crate::fixtures`.
+use support::fixtures;
+
+#[path = "../examples/support/scale_cluster.rs"]
+mod scale_cluster;
 
 const VALIDATE: &str = "validate.kubevirt-net-webhook.io";
 /// The NAD and VM of the seed notes: the interface named after the NAD is renamed.
@@ -577,6 +582,102 @@ fn namespace_opt_out(env: &Env, step: &str) {
             "{ns}: mutated"
         );
     }
+}
+
+/// Both list modes over more VMs than one page, on the real API server: the first page of
+/// `--list-mode pages` (`resourceVersion=1&resourceVersionMatch=NotOlderThan&limit=500`) is
+/// cut to its limit, as Kubernetes 1.34+ serve it from the watch cache (at `resourceVersion=0`
+/// the limit is ignored), and its continue tokens lead through every VM; `serve` in either
+/// mode caches them all without falling back; `audit -A` finds exactly the planted rows.
+#[test]
+fn list_modes_over_several_pages() {
+    let Some(api) = ApiServer::start() else {
+        return;
+    };
+    let cluster = scale_cluster::Cluster {
+        vms: 1_100,
+        namespaces: 4,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(api.client());
+    for n in 0..cluster.namespaces {
+        api.kubectl_ok(&["create", "namespace", &cluster.namespace(n)]);
+    }
+    api.kubectl_ok(&["create", "namespace", "infra"]);
+    let nads = Value::Array(scale_cluster::nads());
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": nads});
+    let created = api.kubectl_stdin(&["create", "-f", "-"], Some(list.to_string().as_bytes()));
+    assert!(created.status.success(), "{}", stderr(&created));
+    runtime.block_on(async {
+        use futures::{StreamExt as _, stream};
+        let resource = vm_resource();
+        let mut creates = stream::iter(0..cluster.vms)
+            .map(|i| {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), &cluster.namespace(i), &resource);
+                let mut vm = cluster.vm(i);
+                // What the API server sets itself.
+                for field in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
+                    vm["metadata"].as_object_mut().unwrap().remove(field);
+                }
+                vm.as_object_mut().unwrap().remove("status");
+                let vm: DynamicObject = serde_json::from_value(vm).unwrap();
+                async move { api.create(&PostParams::default(), &vm).await }
+            })
+            .buffer_unordered(16);
+        while let Some(result) = creates.next().await {
+            result.expect("VM created");
+        }
+    });
+
+    // The pages as `serve --list-mode pages` asks for them.
+    let mut names = std::collections::BTreeSet::new();
+    let mut query = "limit=500&resourceVersion=1&resourceVersionMatch=NotOlderThan".to_string();
+    let mut pages = Vec::new();
+    loop {
+        let page: Value = serde_json::from_str(&api.kubectl_ok(&[
+            "get",
+            "--raw",
+            &format!("/apis/kubevirt.io/v1/virtualmachines?{query}"),
+        ]))
+        .unwrap();
+        let items = page["items"].as_array().unwrap();
+        pages.push(items.len());
+        names.extend(items.iter().map(|vm| {
+            format!(
+                "{}/{}",
+                vm["metadata"]["namespace"].as_str().unwrap(),
+                vm["metadata"]["name"].as_str().unwrap()
+            )
+        }));
+        match page["metadata"]["continue"].as_str() {
+            Some(token) if !token.is_empty() => query = format!("limit=500&continue={token}"),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, [500, 500, 100]);
+    assert_eq!(names.len(), cluster.vms);
+
+    for mode in ["snapshot", "pages"] {
+        let webhook = Webhook::start_with(&api, BIN, &["--list-mode", mode]);
+        assert_eq!(webhook.cached("vm"), cluster.vms as u64, "{mode}");
+        assert_eq!(webhook.cached("nad"), 3, "{mode}");
+        let (_, metrics) = webhook.admin_get("/metrics");
+        assert!(
+            metrics.contains("kubevirt_net_webhook_cache_list_fallbacks_total{kind=\"vm\"} 0"),
+            "{mode}: fell back:\n{}",
+            std::fs::read_to_string(&webhook.process.log).unwrap_or_default()
+        );
+    }
+
+    let out = Command::new(BIN)
+        .args(["audit", "-A", "-o", "json"])
+        .env("KUBECONFIG", &api.kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim_end(), cluster.expected_summary());
+    cluster.check_rows(&out.stdout).unwrap();
 }
 
 /// The harness leaves nothing behind: after a drop, in a panicking test too, etcd,

@@ -23,6 +23,13 @@ const DEFAULT_DECISION_TIMEOUT_S: f64 = 2.0;
 /// leave room above it, the request must cover the steady state under load.
 const MEASURED_PEAK_MIB: f64 = 150.0;
 const MEASURED_LOADED_MIB: f64 = 28.0;
+/// `serve` with 100,000 VMs on a real API server (benches/README.md, "Start-up at scale"): the
+/// slowest start to ready, fallback to pages included, in seconds, and the highest peak RSS of
+/// those starts, MiB.
+const MEASURED_READY_100K_S: f64 = 39.2;
+const MEASURED_READY_100K_PEAK_MIB: f64 = 116.0;
+/// Kubernetes' `progressDeadlineSeconds` when a Deployment leaves it out.
+const DEFAULT_PROGRESS_DEADLINE_S: f64 = 600.0;
 
 use kube::core::admission::Operation;
 use kubevirt_net_webhook::model::kinds::Kind;
@@ -449,6 +456,7 @@ fn check_common(objects: &[Value]) {
     }
 
     check_resources(container);
+    check_startup(deployment, container);
     check_decision_timeout(objects, &args);
     check_network_policy(objects, template_labels, container, https_port, admin_port);
     check_rbac(objects, deployment);
@@ -510,6 +518,52 @@ fn check_resources(container: &Value) {
     );
     // At least one core: the TLS and decisions of a burst must not be throttled to nothing.
     assert!(quantity(&r["limits"]["cpu"]) >= 1.0, "cpu limit");
+}
+
+/// A replica restarting on a large cluster lists every VM before it is ready: it must get no
+/// traffic before (readiness on `/readyz`, checked in `check_common`), must not be killed while
+/// it lists, and must not fail the rollout, with room for a cluster three times as slow.
+fn check_startup(deployment: &Value, container: &Value) {
+    let spec = &deployment["spec"];
+    let room = 3.0 * MEASURED_READY_100K_S;
+    // The old replicas stay until the new one is ready.
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let deadline = spec["progressDeadlineSeconds"]
+        .as_f64()
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE_S);
+    assert!(
+        deadline >= room,
+        "progressDeadlineSeconds {deadline} would fail a rollout whose replicas take {room} s to list"
+    );
+    // Liveness must not depend on the caches: /healthz answers while they list
+    // (tests/startup.rs). A probe on /readyz would kill a replica that lists longer than its
+    // window, and the next one would start listing from the beginning.
+    for probe in ["livenessProbe", "startupProbe"] {
+        let p = &container[probe];
+        if p.is_null() || p["httpGet"]["path"] != "/readyz" {
+            continue;
+        }
+        let field = |name: &str, default: f64| p[name].as_f64().unwrap_or(default);
+        let window = field("initialDelaySeconds", 0.0)
+            + field("periodSeconds", 10.0) * field("failureThreshold", 3.0);
+        assert!(
+            window >= room,
+            "{probe} on /readyz kills a replica still listing after {window} s (< {room} s)"
+        );
+    }
+    // A ready replica is noticed soon: a small fraction of the start-up itself.
+    let readiness = &container["readinessProbe"];
+    let period = readiness["periodSeconds"].as_f64().unwrap_or(10.0);
+    assert!(
+        period <= MEASURED_READY_100K_S / 4.0,
+        "readiness periodSeconds {period}: a ready replica waits that long for traffic"
+    );
+    // The cache at that size fits the memory limit with room.
+    let limit = quantity(&container["resources"]["limits"]["memory"]) / 1024f64.powi(2);
+    assert!(
+        limit >= MEASURED_READY_100K_PEAK_MIB * 1.5,
+        "memory limit {limit} MiB: the peak at 100,000 VMs is {MEASURED_READY_100K_PEAK_MIB} MiB"
+    );
 }
 
 /// The decision deadline is well below every webhook's timeoutSeconds, so the API server gets

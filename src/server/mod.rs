@@ -95,7 +95,8 @@ pub struct ServeArgs {
     /// How the caches list the cluster: `snapshot` is one list from the API server's watch
     /// cache, decoded as it streams (the fastest start); if the API server refuses it or
     /// cuts it off, the cache lists in `pages` from then on. `pages` (500 objects at a time,
-    /// from etcd) skips the attempt, for API servers known to cut long lists short.
+    /// from the watch cache on Kubernetes 1.34+, else from etcd) skips the attempt, for API
+    /// servers known to cut long lists short.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::Snapshot)]
     pub list_mode: Mode,
 }

@@ -595,6 +595,11 @@ impl Webhook {
     /// Starts `serve` of `bin` (the tests': `support::webhook::BIN`) with the API server's
     /// kubeconfig and waits for its `/readyz`: the NAD and VM caches have listed and watch.
     pub fn start(api: &ApiServer, bin: &str) -> Self {
+        Self::start_with(api, bin, &[])
+    }
+
+    /// [`start`](Self::start), with these arguments of `serve` added.
+    pub fn start_with(api: &ApiServer, bin: &str, serve_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("knw-serve-")
             .tempdir()
@@ -612,6 +617,7 @@ impl Webhook {
             .arg(format!("--listen={addr}"))
             .arg(format!("--admin-listen={admin}"))
             .args(["--shutdown-delay", "0s", "--log-format", "plain"])
+            .args(serve_args)
             .env("KUBECONFIG", &api.kubeconfig)
             .env("RUST_LOG", "info");
         let mut webhook = Self {
