@@ -13,18 +13,28 @@
 //! Prints requests/s and latency percentiles; exits 1 if any request failed.
 //!
 //! `--rate N` sends N requests/s in all (open loop: latency counts from when a request was
-//! due, so a stall shows as the wait it caused). `--compare` starts this webhook and the empty
-//! webhook on the same stack (`server::baseline_router`: TLS, connections, axum; reads the
-//! AdmissionReview as JSON, echoes the uid, allows) in this process, measures both in turn,
-//! saturated and at `--rate` (default 5,000 req/s), in turns whose order alternates, and
-//! prints the ratios (each the median of the rounds' own ratios):
+//! due, so a stall shows as the wait it caused).
+//!
+//! `--compare` measures four webhooks, each a process of its own started here on loopback:
+//! the independent floor (`examples/floor.rs`: axum + axum-server/rustls, reads only the uid,
+//! allows; no code of this project's server), the empty webhook on this project's stack
+//! (`server::baseline_router`: the same TLS, connections and axum as `serve`; it reads the
+//! AdmissionReview as JSON, echoes the uid, allows; run by this binary itself), and
+//! `kubevirt-net-webhook serve` (`--nads`/`--vms` from the test cases, no cluster) for
+//! `/mutate` and for `/validate`. Each is loaded saturated, then at `--rate` (default 5,000
+//! req/s), in turns whose order rotates every round; at the fixed rate the server process's
+//! CPU time (utime + stime of `/proc/PID/stat`) is divided by the requests answered. It prints
+//! a Markdown table: medians over the rounds, and ratios to the floor that are the medians of
+//! the rounds' own ratios. The floor and the webhook are the binaries beside this one:
 //!
 //! ```text
-//! cargo run --release --example loadtest -- --compare --duration 8s 2>/dev/null
+//! cargo build --release --bin kubevirt-net-webhook --example floor --example loadtest
+//! target/release/examples/loadtest --compare --duration 5s --rounds 5 2>/dev/null
 //! ```
 //!
-//! The in-process servers log as `deploy/` runs them (JSON at info, a line per request, on
-//! stderr: send it to /dev/null or a file).
+//! The servers of this project log as `deploy/` runs them (JSON at info, a line per request,
+//! on stderr, which they share with this program: send it to /dev/null or a file); the floor
+//! does not log.
 #[path = "../tests/support/server.rs"]
 mod common;
 #[path = "../tests/support/fixtures.rs"]
@@ -32,7 +42,8 @@ mod fixtures;
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -43,7 +54,7 @@ use std::{
 use clap::Parser;
 use common::{CASES, Http, Running};
 use hyper::{StatusCode, body::Bytes};
-use kubevirt_net_webhook::manifests;
+use kubevirt_net_webhook::{manifests, server::ServeArgs};
 
 // The allocator the server runs with (src/main.rs): the in-process servers use it too.
 #[global_allocator]
@@ -76,16 +87,25 @@ struct Args {
     /// Send this many requests per second in all, instead of as fast as answers come.
     #[arg(long)]
     rate: Option<f64>,
-    /// Measure this webhook against the empty one on the same stack, in turns.
+    /// Measure /mutate and /validate against the independent floor and the empty webhook on
+    /// the same stack, each a process of its own, in turns (--rate defaults to 5000).
     #[arg(long)]
     compare: bool,
     /// Turns of each measurement with --compare (the median is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// With --compare, the webhook binary to measure (default: kubevirt-net-webhook in the
+    /// directory above this example's).
+    #[arg(long, value_name = "FILE")]
+    webhook_bin: Option<PathBuf>,
     /// Log as `deploy/` does (JSON lines at info, one per request, to stderr) for the servers
-    /// started in-process; `none` measures without logs.
+    /// of this project that this program starts; `plain`, or `none` to measure without logs.
     #[arg(long, default_value = "json")]
     logs: String,
+    /// Internal to --compare: serve the empty webhook of this project's stack on ADDR with
+    /// DIR/tls.crt and DIR/tls.key, until killed.
+    #[arg(long, hide = true, num_args = 2, value_names = ["ADDR", "DIR"])]
+    serve_empty: Option<Vec<String>>,
 }
 
 /// What one run measured.
@@ -93,6 +113,8 @@ struct Stats {
     latencies: Vec<Duration>,
     failures: u64,
     elapsed: Duration,
+    /// CPU time of the server process while loaded, when its pid was given.
+    cpu: Option<Duration>,
 }
 
 impl Stats {
@@ -105,25 +127,56 @@ impl Stats {
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     }
+
+    /// The server's CPU time per answered request, in microseconds.
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu.map_or(f64::NAN, |c| {
+            c.as_secs_f64() * 1e6 / self.latencies.len().max(1) as f64
+        })
+    }
 }
 
-/// Loads `addr` with `connections` keep-alive connections for `duration` (at most
-/// `limit` requests), as fast as answers come or at `rate` requests/s in all.
-async fn run(
-    addr: SocketAddr,
+/// CPU time (user + system, all threads) that process `pid` has used so far: fields 14 and
+/// 15 of `/proc/PID/stat`, in clock ticks of 1/100 s (USER_HZ, which Linux fixes at 100 for
+/// what it reports to user space).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// What to load and how: `connections` keep-alive connections posting `body` for `duration`
+/// (at most `limit` requests), as fast as answers come or at `rate` requests/s in all.
+#[derive(Clone)]
+struct Load {
     config: Arc<rustls::ClientConfig>,
     body: Bytes,
     connections: usize,
     duration: Duration,
     limit: u64,
     rate: Option<f64>,
-) -> Stats {
+}
+
+/// Loads `path` of `addr` as `load` says. With `pid`, also measures that process's CPU time
+/// from when the connections are open to when the last answer came.
+async fn run(addr: SocketAddr, path: &'static str, load: &Load, pid: Option<u32>) -> Stats {
+    let Load {
+        ref config,
+        ref body,
+        connections,
+        duration,
+        limit,
+        rate,
+    } = *load;
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..connections {
         clients.push(Http::tls(addr, config.clone()).await);
     }
+    let cpu_before = pid.map(cpu_time);
     let started = Instant::now();
     let deadline = started + duration;
     for (i, mut http) in clients.into_iter().enumerate() {
@@ -143,7 +196,7 @@ async fn run(
                 } else {
                     Instant::now()
                 };
-                match http.send("POST", "/mutate", body.clone()).await {
+                match http.send("POST", path, body.clone()).await {
                     Ok((StatusCode::OK, _)) => latencies.push(t.elapsed()),
                     _ => failures += 1,
                 }
@@ -152,19 +205,27 @@ async fn run(
                     None => Instant::now(),
                 };
             }
-            (latencies, failures)
+            // The connection is returned, to be closed after the CPU time is read.
+            (latencies, failures, http)
         }));
     }
     let mut stats = Stats {
         latencies: Vec::new(),
         failures: 0,
         elapsed: Duration::ZERO,
+        cpu: None,
     };
+    let mut open = Vec::new();
     for task in tasks {
-        let (l, f) = task.await.unwrap();
+        let (l, f, http) = task.await.unwrap();
         stats.latencies.extend(l);
         stats.failures += f;
+        open.push(http);
     }
+    if let (Some(pid), Some(before)) = (pid, cpu_before) {
+        stats.cpu = Some(cpu_time(pid).saturating_sub(before));
+    }
+    drop(open);
     stats.elapsed = started
         .elapsed()
         .min(duration.max(Duration::from_millis(1)) + Duration::from_secs(1));
@@ -182,90 +243,247 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// `--compare`: this webhook and the empty one, in turns, saturated and at a fixed rate.
-async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
-    let ours = Running::start(|_, _, _| {}).await;
-    let empty = Running::start(|a, _, _| a.limits.baseline = true).await;
-    let rate = args.rate.unwrap_or(5_000.0);
-    let mut results: Vec<[Vec<f64>; 3]> = vec![Default::default(), Default::default()];
-    let mut failures = 0;
-    // Per round, the ratio of the two runs: the machine's speed drifts (other tenants), and
-    // a drift between rounds cancels out of a ratio taken within one round.
-    let mut ratios: [Vec<f64>; 3] = Default::default();
-    for round in 0..args.rounds {
-        // Who goes first alternates, so that a drift within a round favours neither.
-        let order = if round % 2 == 0 {
-            [(0, &empty), (1, &ours)]
-        } else {
-            [(1, &ours), (0, &empty)]
+/// A server of `--compare`: a process of its own, killed when dropped.
+struct Server {
+    name: &'static str,
+    /// Where its requests go.
+    path: &'static str,
+    addr: SocketAddr,
+    process: std::process::Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Server {
+    /// Starts `command`, which serves HTTPS on `addr`, and waits until `path` answers 200.
+    async fn start(
+        name: &'static str,
+        path: &'static str,
+        addr: SocketAddr,
+        mut command: Command,
+        load: &Load,
+    ) -> Result<Self, String> {
+        let process = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{name}: cannot start {:?}: {e}", command.get_program()))?;
+        let mut server = Server {
+            name,
+            path,
+            addr,
+            process,
         };
-        for (which, server) in order {
-            let config = client_config(server.ca.pem().as_bytes(), args.h2);
-            let saturated = run(
-                server.addr,
-                config.clone(),
-                body.clone(),
-                args.connections,
-                args.duration,
-                u64::MAX,
-                None,
-            )
-            .await;
-            let fixed = run(
-                server.addr,
-                config,
-                body.clone(),
-                args.connections,
-                args.duration,
-                u64::MAX,
-                Some(rate),
-            )
-            .await;
-            failures += saturated.failures + fixed.failures;
-            let name = ["empty webhook", "/mutate"][which];
-            println!(
-                "round {round} {name:>13}: saturated {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms); at {rate:.0} req/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
-                saturated.throughput(),
-                saturated.percentile_ms(0.5),
-                saturated.percentile_ms(0.99),
-                fixed.throughput(),
-                fixed.percentile_ms(0.5),
-                fixed.percentile_ms(0.99),
-            );
-            results[which][0].push(saturated.throughput());
-            results[which][1].push(fixed.percentile_ms(0.5));
-            results[which][2].push(fixed.percentile_ms(0.99));
-        }
-        for (i, r) in ratios.iter_mut().enumerate() {
-            r.push(results[1][i][round] / results[0][i][round]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = server.process.try_wait().unwrap() {
+                return Err(format!("{name}: exited ({status})"));
+            }
+            if common::tls_connect(addr, load.config.clone()).await.is_ok() {
+                let mut http = Http::tls(addr, load.config.clone()).await;
+                if let Ok((StatusCode::OK, _)) = http.send("POST", path, load.body.clone()).await {
+                    return Ok(server);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{name}: no answer on {addr}{path} within 60 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let m = |w: usize, i: usize| median(results[w][i].clone());
-    let r = |i: usize| median(ratios[i].clone());
-    println!("| | empty webhook | this webhook's /mutate | ratio |");
-    println!("|---|---|---|---|");
+}
+
+/// A free port on loopback (bound, then released for the server to take).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+}
+
+/// `1234567.8` as `1,234,568`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `--compare`: the independent floor, the empty webhook on this stack, `/mutate` and
+/// `/validate`, each a process, in turns, saturated and at a fixed rate.
+async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe.parent().unwrap();
+    let floor_bin = examples.join("floor");
+    let webhook_bin = args.webhook_bin.clone().unwrap_or_else(|| {
+        examples
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("kubevirt-net-webhook")
+    });
+    for bin in [&floor_bin, &webhook_bin] {
+        if !bin.is_file() {
+            eprintln!(
+                "{} is missing: build it beside this program, e.g. `cargo build --release --bin \
+                 kubevirt-net-webhook --example floor --example loadtest`, then run \
+                 target/release/examples/loadtest --compare",
+                bin.display()
+            );
+            return std::process::ExitCode::from(2);
+        }
+    }
+    let ca = common::Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf().write_to(dir.path());
+    let rate = args.rate.unwrap_or(5_000.0);
+    let saturated = Load {
+        config: client_config(ca.pem().as_bytes(), args.h2),
+        body,
+        connections: args.connections,
+        duration: args.duration,
+        limit: u64::MAX,
+        rate: None,
+    };
+    let fixed = Load {
+        rate: Some(rate),
+        ..saturated.clone()
+    };
+
+    let addrs: Vec<SocketAddr> = (0..4).map(|_| free_addr()).collect();
+    let mut floor = Command::new(&floor_bin);
+    floor.arg("--listen").arg(addrs[0].to_string());
+    floor.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+    let mut empty = Command::new(&exe);
+    empty.arg("--serve-empty").arg(addrs[1].to_string()).arg(dir.path());
+    empty.arg("--logs").arg(&args.logs);
+    let webhook = |addr: SocketAddr| {
+        let mut c = Command::new(&webhook_bin);
+        match args.logs.as_str() {
+            "json" | "plain" => c.arg("--log-format").arg(&args.logs),
+            _ => c.env("RUST_LOG", "off"),
+        };
+        c.arg("serve").arg("--listen").arg(addr.to_string());
+        c.arg("--admin-listen").arg(free_addr().to_string());
+        c.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+        c.args(["--nads", CASES, "--vms", CASES]);
+        c
+    };
+    let mut servers = Vec::new();
+    for ((name, path, command), addr) in [
+        ("independent floor", "/mutate", floor),
+        ("same-stack empty", "/mutate", empty),
+        ("/mutate", "/mutate", webhook(addrs[2])),
+        ("/validate", "/validate", webhook(addrs[3])),
+    ]
+    .into_iter()
+    .zip(addrs.iter().copied())
+    {
+        match Server::start(name, path, addr, command, &saturated).await {
+            Ok(server) => servers.push(server),
+            Err(e) => {
+                eprintln!("{e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+
+    // Per column and round: saturation req/s; at the fixed rate CPU µs/request, p50, p99.
+    let n = servers.len();
+    let mut results: Vec<[Vec<f64>; 4]> = (0..n).map(|_| Default::default()).collect();
+    let mut failures = 0;
+    for round in 0..args.rounds {
+        // The order rotates, so that a drift of the machine within a round favours none.
+        for k in 0..n {
+            let which = (k + round) % n;
+            let server = &servers[which];
+            let sat = run(server.addr, server.path, &saturated, None).await;
+            let fix = run(
+                server.addr,
+                server.path,
+                &fixed,
+                Some(server.process.id()),
+            )
+            .await;
+            failures += sat.failures + fix.failures;
+            println!(
+                "round {round} {:>17}: saturated {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms); at {rate:.0} req/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, CPU {:.1} µs/request",
+                server.name,
+                sat.throughput(),
+                sat.percentile_ms(0.5),
+                sat.percentile_ms(0.99),
+                fix.throughput(),
+                fix.percentile_ms(0.5),
+                fix.percentile_ms(0.99),
+                fix.cpu_us_per_request(),
+            );
+            let r = &mut results[which];
+            r[0].push(sat.throughput());
+            r[1].push(fix.cpu_us_per_request());
+            r[2].push(fix.percentile_ms(0.5));
+            r[3].push(fix.percentile_ms(0.99));
+        }
+    }
+    drop(servers);
+
+    // A ratio is the median of the rounds' own ratios: the machine's speed drifts (other
+    // tenants), and a drift between rounds cancels out of a ratio taken within one round.
+    let m = |c: usize, i: usize| median(results[c][i].clone());
+    let ratio = |c: usize, to: usize, i: usize| {
+        median(
+            (0..args.rounds)
+                .map(|r| results[c][i][r] / results[to][i][r])
+                .collect(),
+        )
+    };
+    let row = |label: String, cell: &dyn Fn(usize) -> String| {
+        let cells: Vec<String> = (0..n).map(cell).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    };
+    let rate_text = thousands(rate);
+    println!("| | independent floor | same-stack empty | `/mutate` | `/validate` |");
+    println!("|---|---|---|---|---|");
+    row("saturation".into(), &|c| {
+        format!("{} req/s", thousands(m(c, 0)))
+    });
+    row("saturation, ratio to the floor".into(), &|c| {
+        format!("{:.2}", ratio(c, 0, 0))
+    });
+    row(format!("CPU per request at {rate_text} req/s"), &|c| {
+        format!("{:.1} µs", m(c, 1))
+    });
+    row("CPU, ratio to the floor".into(), &|c| {
+        format!("{:.2}", ratio(c, 0, 1))
+    });
+    row(format!("p50 at {rate_text} req/s"), &|c| {
+        format!("{:.2} ms", m(c, 2))
+    });
+    row(format!("p99 at {rate_text} req/s"), &|c| {
+        format!("{:.2} ms", m(c, 3))
+    });
+    row("p99, ratio to the floor".into(), &|c| {
+        format!("{:.2}", ratio(c, 0, 3))
+    });
+    row("saturation, ratio to the same-stack empty".into(), &|c| {
+        if c == 0 {
+            "–".into()
+        } else {
+            format!("{:.2}", ratio(c, 1, 0))
+        }
+    });
     println!(
-        "| saturation throughput | {:.0} req/s | {:.0} req/s | {:.2} |",
-        m(0, 0),
-        m(1, 0),
-        r(0)
-    );
-    println!(
-        "| p50 at {rate:.0} req/s | {:.2} ms | {:.2} ms | {:.2} |",
-        m(0, 1),
-        m(1, 1),
-        r(1)
-    );
-    println!(
-        "| p99 at {rate:.0} req/s | {:.2} ms | {:.2} ms | {:.2} |",
-        m(0, 2),
-        m(1, 2),
-        r(2)
-    );
-    println!(
-        "(medians of {} rounds, {} connections, {:?} each, {}; a ratio is the median of the rounds' ratios)",
+        "(medians of {} rounds, {} connections, {:?} saturated and {:?} at {rate_text} req/s per server and round, {}; CPU: the server process's user + system time at the fixed rate over the requests answered)",
         args.rounds,
         args.connections,
+        args.duration,
         args.duration,
         if args.h2 { "HTTP/2" } else { "HTTP/1.1" }
     );
@@ -291,6 +509,23 @@ async fn main() -> std::process::ExitCode {
             kubevirt_net_webhook::cmd::init_tracing(kubevirt_net_webhook::cmd::LogFormat::Plain)
         }
         _ => {}
+    }
+    if let Some(serve_empty) = &args.serve_empty {
+        // --compare's same-stack empty webhook: `serve` with only the router swapped.
+        let dir = PathBuf::from(&serve_empty[1]);
+        let mut serve = ServeArgs::new(dir.join("tls.crt"), dir.join("tls.key"));
+        serve.listen = serve_empty[0].parse().expect("--serve-empty ADDR DIR");
+        serve.admin_listen = "127.0.0.1:0".parse().unwrap();
+        serve.nads = Some(PathBuf::from(CASES));
+        serve.vms = Some(PathBuf::from(CASES));
+        serve.limits.baseline = true;
+        return match kubevirt_net_webhook::server::serve(serve).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot serve: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
     }
     if let Some(dir) = &args.write_certs {
         let ca = common::Ca::new();
@@ -339,16 +574,15 @@ async fn main() -> std::process::ExitCode {
         }
     };
 
-    let stats = run(
-        addr,
+    let load = Load {
         config,
         body,
-        args.connections,
-        args.duration,
-        args.requests.unwrap_or(u64::MAX),
-        args.rate,
-    )
-    .await;
+        connections: args.connections,
+        duration: args.duration,
+        limit: args.requests.unwrap_or(u64::MAX),
+        rate: args.rate,
+    };
+    let stats = run(addr, "/mutate", &load, None).await;
     println!(
         "{} requests ({} failed) in {:.2}s over {} {} connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         stats.latencies.len(),
