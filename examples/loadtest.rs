@@ -361,9 +361,16 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
     let addrs: Vec<SocketAddr> = (0..4).map(|_| free_addr()).collect();
     let mut floor = Command::new(&floor_bin);
     floor.arg("--listen").arg(addrs[0].to_string());
-    floor.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+    floor
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key);
     let mut empty = Command::new(&exe);
-    empty.arg("--serve-empty").arg(addrs[1].to_string()).arg(dir.path());
+    empty
+        .arg("--serve-empty")
+        .arg(addrs[1].to_string())
+        .arg(dir.path());
     empty.arg("--logs").arg(&args.logs);
     let webhook = |addr: SocketAddr| {
         let mut c = Command::new(&webhook_bin);
@@ -406,13 +413,7 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
             let which = (k + round) % n;
             let server = &servers[which];
             let sat = run(server.addr, server.path, &saturated, None).await;
-            let fix = run(
-                server.addr,
-                server.path,
-                &fixed,
-                Some(server.process.id()),
-            )
-            .await;
+            let fix = run(server.addr, server.path, &fixed, Some(server.process.id())).await;
             failures += sat.failures + fix.failures;
             println!(
                 "round {round} {:>17}: saturated {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms); at {rate:.0} req/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, CPU {:.1} µs/request",
