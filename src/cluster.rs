@@ -15,9 +15,9 @@
 //!   pages from etcd, as a consistent list would. That state may be old (a resource nobody
 //!   wrote to for a while) and its snapshot gone, its version compacted in etcd (410 Gone):
 //!   the list then starts over as a consistent one (no `resourceVersion`), at the newest
-//!   state. Slower than a snapshot: every page is a
-//!   round trip that neither side overlaps. It is the fallback when the API server refuses a
-//!   snapshot (for example, a list that runs past its `--request-timeout` is cut off).
+//!   state. Slower than a snapshot: every page is a round trip that neither side overlaps.
+//!   It is the fallback when the API server refuses a snapshot (for example, a list that
+//!   runs past its `--request-timeout` is cut off).
 //!
 //! The items are handed over as JSON text ([`RawValue`]); what to build from them is the
 //! caller's choice (the caches read footprints, `audit` whole objects).
@@ -41,6 +41,7 @@ pub const PAGE: u32 = 500;
 /// The first page's `resourceVersion` in [`Mode::Pages`]: any state (every state is newer
 /// than 1), but not `0`, at which the watch cache ignores `limit`.
 const ANY_VERSION: &str = "1";
+
 /// Whether `uri` asks for the first page of [`Mode::Pages`] (for tests of the callers).
 #[cfg(test)]
 pub(crate) fn first_page(uri: &str) -> bool {
