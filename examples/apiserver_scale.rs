@@ -331,14 +331,7 @@ async fn load(
         .map(|i| {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), &cluster.namespace(i), &resource);
-            let mut vm = cluster.vm(i);
-            // What the API server sets itself; status goes through its subresource.
-            let meta = vm["metadata"].as_object_mut().unwrap();
-            for field in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
-                meta.remove(field);
-            }
-            vm.as_object_mut().unwrap().remove("status");
-            let object: DynamicObject = serde_json::from_value(vm).unwrap();
+            let object: DynamicObject = serde_json::from_value(cluster.vm_to_create(i)).unwrap();
             let progress = &progress;
             async move {
                 let what = format!("create VM {}", scale_cluster::name(i));
@@ -818,53 +811,40 @@ fn main() -> ExitCode {
             ),
             Err(e) => eprintln!("  floor FAILED: {e}"),
         }
-        eprintln!("run {n}/{}: serve", args.runs);
-        let serve = serve_once(
-            &api,
-            &bin,
-            &args.serve_args,
-            &scratch.join(format!("serve-{n}")),
-            &cluster,
-            Duration::from_secs(args.ready_timeout),
-        );
-        match &serve {
-            Ok(s) => eprintln!(
-                "  serve: ready in {:.2} s, RSS {:.0} MiB, peak {:.0} MiB{}",
-                s.seconds,
-                s.memory.rss,
-                s.memory.peak,
-                s.stop
-                    .as_ref()
-                    .err()
-                    .map_or(String::new(), |e| format!("; {e}"))
-            ),
-            Err(e) => eprintln!("  serve FAILED: {e}"),
-        }
-        let pages = args.pages.then(|| {
-            eprintln!("run {n}/{}: serve --list-mode pages", args.runs);
-            let extra: Vec<String> = args
-                .serve_args
-                .iter()
-                .cloned()
-                .chain(["--list-mode".into(), "pages".into()])
+        // One start of `serve` with `extra` arguments after the `--serve-arg`s, reported.
+        let serve_run = |label: &str, extra: &[&str]| {
+            eprintln!("run {n}/{}: serve {}", args.runs, extra.join(" "));
+            let serve_args: Vec<String> = (args.serve_args.iter().map(String::as_str))
+                .chain(extra.iter().copied())
+                .map(String::from)
                 .collect();
-            let pages = serve_once(
+            let serve = serve_once(
                 &api,
                 &bin,
-                &extra,
-                &scratch.join(format!("pages-{n}")),
+                &serve_args,
+                &scratch.join(format!("{label}-{n}")),
                 &cluster,
                 Duration::from_secs(args.ready_timeout),
             );
-            match &pages {
+            match &serve {
                 Ok(s) => eprintln!(
-                    "  pages: ready in {:.2} s, RSS {:.0} MiB, peak {:.0} MiB",
-                    s.seconds, s.memory.rss, s.memory.peak
+                    "  {label}: ready in {:.2} s, RSS {:.0} MiB, peak {:.0} MiB{}",
+                    s.seconds,
+                    s.memory.rss,
+                    s.memory.peak,
+                    s.stop
+                        .as_ref()
+                        .err()
+                        .map_or(String::new(), |e| format!("; {e}"))
                 ),
-                Err(e) => eprintln!("  pages FAILED: {e}"),
+                Err(e) => eprintln!("  {label} FAILED: {e}"),
             }
-            pages
-        });
+            serve
+        };
+        let serve = serve_run("serve", &[]);
+        let pages = args
+            .pages
+            .then(|| serve_run("pages", &["--list-mode", "pages"]));
         let audit = (!args.skip_audit).then(|| {
             eprintln!("run {n}/{}: audit", args.runs);
             let audit = audit_once(
@@ -943,17 +923,12 @@ fn main() -> ExitCode {
             if let Err(e) = &r.floor {
                 f.push(format!("run {}: floor: {e}", i + 1));
             }
-            if let Err(e) = &r.serve {
-                f.push(format!("run {}: serve: {e}", i + 1));
-            }
-            if let Ok(Serve { stop: Err(e), .. }) = &r.serve {
-                f.push(format!("run {}: serve: {e}", i + 1));
-            }
-            match &r.pages {
-                Some(Err(e)) | Some(Ok(Serve { stop: Err(e), .. })) => {
-                    f.push(format!("run {}: pages: {e}", i + 1));
+            let starts = [("serve", Some(&r.serve)), ("pages", r.pages.as_ref())];
+            for (label, start) in starts {
+                // Not ready, or not stopped cleanly.
+                if let Some(Err(e) | Ok(Serve { stop: Err(e), .. })) = start {
+                    f.push(format!("run {}: {label}: {e}", i + 1));
                 }
-                _ => {}
             }
             if let Some(Err(e)) = &r.audit {
                 f.push(format!("run {}: audit: {e}", i + 1));

@@ -615,13 +615,7 @@ fn list_modes_over_several_pages() {
             .map(|i| {
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(client.clone(), &cluster.namespace(i), &resource);
-                let mut vm = cluster.vm(i);
-                // What the API server sets itself.
-                for field in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
-                    vm["metadata"].as_object_mut().unwrap().remove(field);
-                }
-                vm.as_object_mut().unwrap().remove("status");
-                let vm: DynamicObject = serde_json::from_value(vm).unwrap();
+                let vm: DynamicObject = serde_json::from_value(cluster.vm_to_create(i)).unwrap();
                 async move { api.create(&PostParams::default(), &vm).await }
             })
             .buffer_unordered(16);

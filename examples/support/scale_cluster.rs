@@ -212,6 +212,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// VM `i` as a client creates it: [`vm`](Self::vm) without what the API server sets
+    /// itself, and without its status (written through the status subresource).
+    pub fn vm_to_create(&self, i: usize) -> Value {
+        let mut vm = self.vm(i);
+        let meta = vm["metadata"].as_object_mut().unwrap();
+        for field in ["resourceVersion", "uid", "creationTimestamp", "generation"] {
+            meta.remove(field);
+        }
+        vm.as_object_mut().unwrap().remove("status");
+        vm
+    }
+
     /// VM `i` as `kubectl get vm -o yaml` shows a running one (managedFields left out, as
     /// kubectl does by default).
     pub fn vm(&self, i: usize) -> Value {
