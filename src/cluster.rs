@@ -6,7 +6,7 @@
 //!   its watch cache without asking etcd, as client-go's informers list. The body is decoded
 //!   while it arrives, item by item, so neither side waits for the other and no more than
 //!   one item is held at a time, whatever the list's size.
-//! - [`Mode::Pages`]: pages of [`PAGE`] objects following continue tokens, each decoded the
+//! - [`Mode::Pages`]: pages (of [`PAGE`] objects unless told otherwise) following continue tokens, each decoded the
 //!   same way. The first page asks for `resourceVersion=1&resourceVersionMatch=NotOlderThan`
 //!   (any state at least that new, i.e. any), which an API server of 1.34 or later serves
 //!   from its watch cache and, since the version is not `0`, cut to the limit (at `0` the
@@ -15,8 +15,10 @@
 //!   pages from etcd, as a consistent list would. That state may be old (a resource nobody
 //!   wrote to for a while) and its snapshot gone, its version compacted in etcd (410 Gone):
 //!   the list then starts over as a consistent one (no `resourceVersion`), at the newest
-//!   state. Slower than a snapshot: every page is a round trip that neither side overlaps.
-//!   It is the fallback when the API server refuses a snapshot (for example, a list that
+//!   state. Slower than a snapshot: every page is a round trip that neither side overlaps
+//!   (a custom resource's list has its metadata, so its continue token, after the items),
+//!   hence pages of thousands, not client-go's 500: the cost is the API server's per request,
+//!   not the page's (the decoding streams). It is the fallback when the API server refuses a snapshot (for example, a list that
 //!   runs past its `--request-timeout` is cut off).
 //!
 //! The items are handed over as JSON text ([`RawValue`]); what to build from them is the
@@ -36,8 +38,8 @@ use serde_json::value::RawValue;
 use tokio_util::{compat::FuturesAsyncReadCompatExt as _, io::SyncIoBridge};
 use tracing::{Span, dispatcher};
 
-/// Objects per page in [`Mode::Pages`].
-pub const PAGE: u32 = 500;
+/// Objects per page in [`Mode::Pages`] unless told otherwise.
+pub const PAGE: u32 = 5000;
 /// The first page's `resourceVersion` in [`Mode::Pages`]: any state (every state is newer
 /// than 1), but not `0`, at which the watch cache ignores `limit`.
 const ANY_VERSION: &str = "1";
@@ -45,7 +47,7 @@ const ANY_VERSION: &str = "1";
 /// Whether `uri` asks for the first page of [`Mode::Pages`] (for tests of the callers).
 #[cfg(test)]
 pub(crate) fn first_page(uri: &str) -> bool {
-    uri.contains("limit=500")
+    uri.contains(&format!("limit={PAGE}"))
         && uri.contains("resourceVersion=1&")
         && uri.contains("resourceVersionMatch=NotOlderThan")
         && !uri.contains("continue=")
@@ -54,13 +56,15 @@ pub(crate) fn first_page(uri: &str) -> bool {
 /// Whether `uri` asks for the first page of [`Mode::Pages`] after a 410: a consistent one.
 #[cfg(test)]
 pub(crate) fn first_consistent_page(uri: &str) -> bool {
-    uri.contains("limit=500") && !uri.contains("resourceVersion") && !uri.contains("continue=")
+    uri.contains(&format!("limit={PAGE}"))
+        && !uri.contains("resourceVersion")
+        && !uri.contains("continue=")
 }
 
 /// Whether `uri` asks for the page after `token` in [`Mode::Pages`] (no version beside it).
 #[cfg(test)]
 pub(crate) fn next_page(uri: &str, token: &str) -> bool {
-    uri.contains("limit=500")
+    uri.contains(&format!("limit={PAGE}"))
         && uri.contains(&format!("continue={token}"))
         && !uri.contains("resourceVersion")
 }
@@ -75,7 +79,7 @@ const READ_BUFFER: usize = 256 * 1024;
 pub enum Mode {
     /// One list from the API server's watch cache (`resourceVersion=0`), streamed.
     Snapshot,
-    /// Pages of [`PAGE`], from the watch cache where the API server can (1.34 and later).
+    /// Pages, from the watch cache where the API server can (1.34 and later).
     Pages,
 }
 
@@ -152,13 +156,14 @@ impl<F: FnMut(Item<'_>) + Send + 'static> Each for F {
     }
 }
 
-/// Lists every object of `resource` in the cluster the `mode` way, handing each to `each` on
-/// a blocking thread (decoding is CPU work) as it arrives. Returns the list's
-/// `resourceVersion` (to watch from) and `each`.
+/// Lists every object of `resource` in the cluster the `mode` way (in pages: `page` objects
+/// at a time), handing each to `each` on a blocking thread (decoding is CPU work) as it
+/// arrives. Returns the list's `resourceVersion` (to watch from) and `each`.
 pub async fn list<E: Each>(
     client: &Client,
     resource: &ApiResource,
     mode: Mode,
+    page: u32,
     mut each: E,
 ) -> Result<(String, E)> {
     let request = Request::new(DynamicObject::url_path(resource, None));
@@ -170,7 +175,7 @@ pub async fn list<E: Each>(
         let params = match mode {
             Mode::Snapshot => ListParams::default().match_any(),
             Mode::Pages => {
-                let params = ListParams::default().limit(PAGE);
+                let params = ListParams::default().limit(page);
                 match &token {
                     // The token holds the version; the API server refuses one beside it.
                     Some(token) => params.continue_token(token),

@@ -585,7 +585,8 @@ fn namespace_opt_out(env: &Env, step: &str) {
 }
 
 /// Both list modes over more VMs than one page, on the real API server: the first page of
-/// `--list-mode pages` (`resourceVersion=1&resourceVersionMatch=NotOlderThan&limit=500`) is
+/// `--list-mode pages --list-page-size 500`
+/// (`resourceVersion=1&resourceVersionMatch=NotOlderThan&limit=500`) is
 /// cut to its limit, as Kubernetes 1.34+ serve it from the watch cache (at `resourceVersion=0`
 /// the limit is ignored), and its continue tokens lead through every VM; `serve` in either
 /// mode caches them all without falling back; `audit -A` finds exactly the planted rows.
@@ -624,7 +625,7 @@ fn list_modes_over_several_pages() {
         }
     });
 
-    // The pages as `serve --list-mode pages` asks for them.
+    // The pages as `serve --list-mode pages --list-page-size 500` asks for them.
     let mut names = std::collections::BTreeSet::new();
     let mut query = "limit=500&resourceVersion=1&resourceVersionMatch=NotOlderThan".to_string();
     let mut pages = Vec::new();
@@ -653,7 +654,8 @@ fn list_modes_over_several_pages() {
     assert_eq!(names.len(), cluster.vms);
 
     for mode in ["snapshot", "pages"] {
-        let webhook = Webhook::start_with(&api, BIN, &["--list-mode", mode]);
+        let webhook =
+            Webhook::start_with(&api, BIN, &["--list-mode", mode, "--list-page-size", "500"]);
         assert_eq!(webhook.cached("vm"), cluster.vms as u64, "{mode}");
         assert_eq!(webhook.cached("nad"), 3, "{mode}");
         let (_, metrics) = webhook.admin_get("/metrics");

@@ -67,7 +67,7 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 
 /// Lists and watches one kind in the whole cluster, applying every object; runs until
 /// dropped. Errors (API down, RBAC) are logged and retried with backoff.
-pub async fn watch(client: Client, kind: Cached, mode: Mode, sink: Arc<dyn Sink>) {
+pub async fn watch(client: Client, kind: Cached, mode: Mode, page: u32, sink: Arc<dyn Sink>) {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
@@ -79,7 +79,7 @@ pub async fn watch(client: Client, kind: Cached, mode: Mode, sink: Arc<dyn Sink>
     let mut applier = Applier::new(kind);
     loop {
         let started = Instant::now();
-        let (returned, listed) = list(&client, kind, mode, applier, sink.clone()).await;
+        let (returned, listed) = list(&client, kind, mode, page, applier, sink.clone()).await;
         applier = returned;
         let mut version = match listed {
             Ok(version) => version,
@@ -125,6 +125,7 @@ async fn list(
     client: &Client,
     kind: Cached,
     mode: Mode,
+    page: u32,
     mut applier: Applier,
     sink: Arc<dyn Sink>,
 ) -> (Applier, cluster::Result<String>) {
@@ -135,7 +136,7 @@ async fn list(
         sink,
         batch: Vec::with_capacity(BATCH),
     };
-    match cluster::list(client, &kind.api_resource(), mode, lister).await {
+    match cluster::list(client, &kind.api_resource(), mode, page, lister).await {
         Ok((version, mut lister)) => {
             lister.batch.push(Event::InitDone);
             lister.flush();
@@ -409,7 +410,13 @@ mod watch_tests {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let sink = Arc::new(TestSink::default());
-        let task = tokio::spawn(watch(client, Cached::Vm, Mode::Snapshot, sink.clone()));
+        let task = tokio::spawn(watch(
+            client,
+            Cached::Vm,
+            Mode::Snapshot,
+            cluster::PAGE,
+            sink.clone(),
+        ));
 
         let (request, reply) = handle.next_request().await.expect("a list request");
         let uri = request.uri().to_string();
@@ -524,6 +531,7 @@ mod watch_tests {
             Client::new(service, "default"),
             kind,
             mode,
+            cluster::PAGE,
             sink.clone(),
         ));
         (handle, sink, task)

@@ -94,11 +94,17 @@ pub struct ServeArgs {
     pub cert_poll_interval: Duration,
     /// How the caches list the cluster: `snapshot` is one list from the API server's watch
     /// cache, decoded as it streams (the fastest start); if the API server refuses it or
-    /// cuts it off, the cache lists in `pages` from then on. `pages` (500 objects at a time,
-    /// from the watch cache on Kubernetes 1.34+, else from etcd) skips the attempt, for API
-    /// servers known to cut long lists short.
+    /// cuts it off, the cache lists in `pages` from then on. `pages` (from the watch cache on
+    /// Kubernetes 1.34+, else from etcd) skips the attempt, for API servers known to cut
+    /// long lists short.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Mode::Snapshot)]
     pub list_mode: Mode,
+    /// Objects per page when the caches list in pages. Each page is a request the API server
+    /// answers before the next is asked for, so fewer, larger pages start faster; the
+    /// webhook decodes a page as it streams, whatever its size.
+    #[arg(long, value_name = "N", default_value_t = crate::cluster::PAGE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub list_page_size: u32,
 }
 
 /// The hardening flags of `serve`: how long and how many, and who may connect.
@@ -181,6 +187,7 @@ impl ServeArgs {
             drain_timeout: Duration::from_secs(20),
             cert_poll_interval: Duration::from_secs(5),
             list_mode: Mode::Snapshot,
+            list_page_size: crate::cluster::PAGE,
         }
     }
 }
@@ -462,6 +469,7 @@ impl Server {
                     client.clone(),
                     kind,
                     args.list_mode,
+                    args.list_page_size,
                     sink,
                 )));
             }

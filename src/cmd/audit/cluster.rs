@@ -23,7 +23,7 @@ use kube::{
 use super::{Error, Findings, Progress, Scope, View, name_of, namespace_of};
 use crate::{
     admission,
-    cluster::{Each, Item, Mode},
+    cluster::{Each, Item, Mode, PAGE},
     inventory::apply::Cached,
     model::{config::Config, kinds::Kind},
 };
@@ -230,7 +230,7 @@ pub async fn audit(
                 state: shared.clone(),
                 kind,
             };
-            let result = crate::cluster::list(&client, &ar, mode, pass).await;
+            let result = crate::cluster::list(&client, &ar, mode, PAGE, pass).await;
             let mut state = lock(&shared);
             match result {
                 Ok(_) => {
@@ -499,10 +499,10 @@ mod tests {
             "{log:?}"
         );
         assert!(
-            log[1..]
-                .iter()
-                .filter(|u| u.contains('?'))
-                .all(|u| !u.contains("resourceVersion=0") && u.contains("limit=500")),
+            log[1..].iter().filter(|u| u.contains('?')).all(|u| {
+                !u.contains("resourceVersion=0")
+                    && u.contains(&format!("limit={}", crate::cluster::PAGE))
+            }),
             "{log:?}"
         );
         let vm_lists: Vec<&String> = log.iter().filter(|u| u.starts_with(VMS)).collect();
