@@ -54,7 +54,7 @@ use std::{
 use clap::Parser;
 use common::{CASES, Http, Running};
 use hyper::{StatusCode, body::Bytes};
-use kubevirt_net_webhook::{manifests, server::ServeArgs};
+use kubevirt_net_webhook::server::ServeArgs;
 
 // The allocator the server runs with (src/main.rs): the in-process servers use it too.
 #[global_allocator]
@@ -536,24 +536,7 @@ async fn main() -> std::process::ExitCode {
         println!("wrote {}/{{ca.crt,tls.crt,tls.key}}", dir.display());
         return std::process::ExitCode::SUCCESS;
     }
-    // The seed scenario: rename, two MACs, a cloud-init volume: the engine's longest path.
-    let vm = manifests::read_path(&PathBuf::from(CASES).join("seed-wukong-static-ip.yaml"))
-        .unwrap()
-        .into_iter()
-        .find(|d| d.kind() == "VirtualMachine")
-        .unwrap()
-        .value;
-    let body = Bytes::from(
-        fixtures::admission_review(
-            "admission.k8s.io/v1",
-            "load",
-            "CREATE",
-            Some(&vm),
-            None,
-            false,
-        )
-        .to_string(),
-    );
+    let body = Bytes::from(fixtures::seed_create_body("load"));
     if args.compare {
         return compare(&args, body).await;
     }

@@ -1,12 +1,15 @@
 //! Heap allocations per decision, counted: the engine bench's 3-NIC VM (`fixtures::bench_vm`)
 //! through `/mutate` and `/validate`, and through the whole admission path (body decoded,
-//! decided, response encoded). Unlike wall-clock time on a shared machine, a count does not
-//! drift, so a change that adds allocations to the request path fails here (issue #11).
+//! decided, response encoded); and per request through the in-process server, from the TLS
+//! records of the request to those of the response (issue #19). Unlike wall-clock time on a
+//! shared machine, a count does not drift, so a change that adds allocations to the request
+//! path fails here (issue #11).
 //!
 //! `cargo test --test allocations -- --nocapture` prints the counts.
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use kubevirt_net_webhook::{
@@ -17,6 +20,8 @@ use kubevirt_net_webhook::{
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
+#[path = "support/server.rs"]
+mod server;
 
 /// Counts the allocations (and reallocations) of the thread that is counting.
 struct Counting;
@@ -24,7 +29,23 @@ struct Counting;
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     static COUNT: Cell<u64> = const { Cell::new(0) };
+    /// Whether this thread is the in-process server's: unknown, asking, yes, no.
+    static SERVER_THREAD: Cell<Thread> = const { Cell::new(Thread::Unknown) };
 }
+
+#[derive(Clone, Copy, PartialEq)]
+enum Thread {
+    Unknown,
+    Asking,
+    Server,
+    Other,
+}
+
+/// The in-process server's runtime names its threads this; decision threads are `decision-N`.
+const SERVER_THREADS: &str = "server-under-test";
+/// Allocations on the server's threads while `SERVER_COUNTING` is on.
+static SERVER_COUNT: AtomicU64 = AtomicU64::new(0);
+static SERVER_COUNTING: AtomicBool = AtomicBool::new(false);
 
 fn bump() {
     // `try_with`: the allocator also runs while thread-locals are torn down.
@@ -33,6 +54,32 @@ fn bump() {
             let _ = COUNT.try_with(|c| c.set(c.get() + 1));
         }
     });
+    if SERVER_COUNTING.load(Ordering::Relaxed) && on_a_server_thread() {
+        SERVER_COUNT.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads the thread's name once; allocations made while reading it (the first
+/// `thread::current()`) are not counted, instead of recursing.
+fn on_a_server_thread() -> bool {
+    SERVER_THREAD
+        .try_with(|state| match state.get() {
+            Thread::Server => true,
+            Thread::Other | Thread::Asking => false,
+            Thread::Unknown => {
+                state.set(Thread::Asking);
+                let server = std::thread::current()
+                    .name()
+                    .is_some_and(|n| n == SERVER_THREADS || n.starts_with("decision-"));
+                state.set(if server {
+                    Thread::Server
+                } else {
+                    Thread::Other
+                });
+                server
+            }
+        })
+        .unwrap_or(false)
 }
 
 // SAFETY: every call is passed on to `System` unchanged; the counters are thread-local cells.
@@ -71,6 +118,10 @@ fn allocations<T>(f: impl FnOnce() -> T) -> u64 {
 const MUTATE: u64 = 100;
 const VALIDATE: u64 = 36;
 const ADMISSION_MUTATE: u64 = 228;
+/// Per request through the server, on a keep-alive HTTP/1.1 connection over TLS, logging a
+/// JSON line as deploy/ does.
+const SERVER_MUTATE: u64 = 225;
+const SERVER_VALIDATE: u64 = 215;
 
 #[test]
 fn a_decision_stays_within_its_allocation_budget() {
@@ -108,6 +159,76 @@ fn a_decision_stays_within_its_allocation_budget() {
         assert!(
             count <= budget,
             "a {what} allocates {count} times, over its budget of {budget}"
+        );
+    }
+}
+
+/// The whole request path in the server: what its threads allocate per request, from the TLS
+/// records of a request on a kept-alive connection to those of its answer (the seed scenario's
+/// 3-NIC VM, as `examples/loadtest.rs` sends it), with the JSON request log of deploy/ written
+/// to nowhere. The client runs on this thread, which is not counted.
+#[test]
+fn a_request_through_the_server_stays_within_its_allocation_budget() {
+    const REQUESTS: u64 = 500;
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(SERVER_THREADS)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = runtime.block_on(server::Running::start(|_, _, _| {}));
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = fixtures::seed_create_body("load");
+    let mut counts = Vec::new();
+    client.block_on(async {
+        let mut http = running.http().await;
+        for path in ["/mutate", "/validate"] {
+            let mut ask = async || {
+                let (status, answer) = http.send("POST", path, body.clone()).await.unwrap();
+                assert_eq!(status, 200);
+                answer
+            };
+            // Warm: connection buffers grown, metric series created.
+            let answer = ask().await;
+            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+            // What the path does for the seed VM: a patch, or a denial.
+            match path {
+                "/mutate" => assert!(answer["response"]["patch"].is_string(), "{answer}"),
+                _ => assert_eq!(answer["response"]["allowed"], false, "{answer}"),
+            }
+            for _ in 0..50 {
+                ask().await;
+            }
+            SERVER_COUNT.store(0, Ordering::Relaxed);
+            SERVER_COUNTING.store(true, Ordering::Relaxed);
+            for _ in 0..REQUESTS {
+                ask().await;
+            }
+            SERVER_COUNTING.store(false, Ordering::Relaxed);
+            counts.push(SERVER_COUNT.load(Ordering::Relaxed) / REQUESTS);
+        }
+    });
+    let (mutate, validate) = (counts[0], counts[1]);
+    println!("allocations per request through the server: /mutate {mutate}, /validate {validate}");
+    assert!(
+        mutate > 0 && validate > 0,
+        "the counter counts the server's threads"
+    );
+    for (what, count, budget) in [
+        ("/mutate", mutate, SERVER_MUTATE),
+        ("/validate", validate, SERVER_VALIDATE),
+    ] {
+        assert!(
+            count <= budget,
+            "a {what} request through the server allocates {count} times, over its budget of {budget}"
         );
     }
 }

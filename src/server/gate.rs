@@ -309,7 +309,8 @@ impl Gate {
             if started_tx.send(()).is_err() {
                 return;
             }
-            if more_values_than(&body, MAX_JSON_VALUES) {
+            // Every value takes at least a byte: a shorter body needs no count.
+            if body.len() > MAX_JSON_VALUES && more_values_than(&body, MAX_JSON_VALUES) {
                 let _ = done_tx.send(too_complex(endpoint, Head::peek(&body)));
                 return;
             }
@@ -440,6 +441,21 @@ mod tests {
             !more_values_than(&vec![b'['; 5000], 1000),
             "invalid JSON: not this check's job"
         );
+    }
+
+    /// Why a body no longer than the limit is not counted: each value takes a byte at least.
+    #[test]
+    fn values_never_outnumber_bytes() {
+        for body in [
+            "0".to_string(),
+            format!("[{}0]", "0,".repeat(999)),
+            format!("[{}[]]", "[],".repeat(999)),
+            format!("{{{}\"\":0}}", "\"\":0,".repeat(999)),
+            format!("{}{}", "[".repeat(100), "]".repeat(100)),
+        ] {
+            assert!(!more_values_than(body.as_bytes(), body.len()), "{body}");
+            assert!(more_values_than(body.as_bytes(), body.len() / 3), "{body}");
+        }
     }
 
     #[test]

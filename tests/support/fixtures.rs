@@ -369,3 +369,20 @@ pub fn create_body(v: &Value) -> Vec<u8> {
         .to_string()
         .into_bytes()
 }
+
+/// The seed scenario's VM (`tests/data/cases/seed-wukong-static-ip.yaml`: rename, two MACs, a
+/// cloud-init volume, the engine's longest path) as the API server sends it for a CREATE:
+/// the body of the load tests.
+pub fn seed_create_body(uid: &str) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/cases/seed-wukong-static-ip.yaml"
+    );
+    let vm = kubevirt_net_webhook::manifests::read_path(std::path::Path::new(path))
+        .unwrap()
+        .into_iter()
+        .find(|d| d.kind() == "VirtualMachine")
+        .unwrap()
+        .value;
+    admission_review("admission.k8s.io/v1", uid, "CREATE", Some(&vm), None, false).to_string()
+}
