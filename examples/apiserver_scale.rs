@@ -38,7 +38,7 @@
 //! `audit`'s pages) from etcd, each page decoded anew, not from its watch cache as with a
 //! production etcd (3.5.13 and later). The output says which it was.
 //!
-//! Then `--runs` times, in turns:
+//! Then `--runs` times, in turns, each start after a floor of its own:
 //!
 //! - **floor**: one `GET /apis/kubevirt.io/v1/virtualmachines?resourceVersion=0` (no limit:
 //!   the whole list from the API server's watch cache), the body read and dropped chunk by
@@ -57,7 +57,9 @@
 //!   kubeconfig: wall time and peak RSS. It must exit 1 with exactly the planted rows and the
 //!   summary line counting N objects (`--skip-audit`: not run).
 //!
-//! and each one's ratio to the same run's floor. Prints one row per run and the medians
+//! and each one's ratio to a floor measured just before it (three floors a run: the API
+//! server's pace drifts on this machine; one run's floor took 1.65× the one of the run before,
+//! minutes apart). Prints one row per run and the medians
 //! (`--json`: a JSON document instead), after the load's rate and the RSS of kube-apiserver and
 //! etcd after loading and at the end. Also the 1-minute load average at the start of each
 //! run: on this 2-core machine, anything else running shows in every figure.
@@ -582,45 +584,65 @@ fn audit_once(
     Ok(audit)
 }
 
+/// A floor measured just before a start.
+type Floored<T> = (Result<Floor, String>, Result<T, String>);
+
 /// One run's figures (or why a measurement failed).
 struct Run {
     loadavg: f64,
+    /// The floor just before `serve`.
     floor: Result<Floor, String>,
     serve: Result<Serve, String>,
-    /// `serve --list-mode pages` (`--pages`).
-    pages: Option<Result<Serve, String>>,
-    audit: Option<Result<Audit, String>>,
+    /// `serve --list-mode pages` (`--pages`), with the floor just before it.
+    pages: Option<Floored<Serve>>,
+    /// `audit -A`, with the floor just before it.
+    audit: Option<Floored<Audit>>,
+}
+
+fn seconds(floor: &Result<Floor, String>) -> Option<f64> {
+    floor.as_ref().ok().map(|f| f.seconds)
 }
 
 impl Run {
     fn floor_seconds(&self) -> Option<f64> {
-        self.floor.as_ref().ok().map(|f| f.seconds)
+        seconds(&self.floor)
+    }
+
+    fn pages(&self) -> Option<(f64, &Serve)> {
+        let (floor, pages) = self.pages.as_ref()?;
+        Some((seconds(floor)?, pages.as_ref().ok()?))
+    }
+
+    fn audit(&self) -> Option<(f64, &Audit)> {
+        let (floor, audit) = self.audit.as_ref()?;
+        Some((seconds(floor)?, audit.as_ref().ok()?))
     }
 
     fn json(&self, number: usize) -> Value {
-        let ratio = |s: f64| self.floor_seconds().map(|f| round3(s / f));
         let failed = |e: &String| json!({"ok": false, "error": e});
-        let serve = |serve: &Result<Serve, String>| match serve {
+        let floor = |floor: &Result<Floor, String>| match floor {
+            Ok(f) => json!({"ok": true, "seconds": round3(f.seconds), "bytes": f.bytes}),
+            Err(e) => failed(e),
+        };
+        let ratio = |s: f64, floor: &Result<Floor, String>| seconds(floor).map(|f| round3(s / f));
+        let serve = |serve: &Result<Serve, String>, before: &Result<Floor, String>| match serve {
             Ok(s) => json!({"ok": true, "ready_seconds": round3(s.seconds),
-                "vs_floor": ratio(s.seconds), "rss_mib": round1(s.memory.rss),
-                "peak_mib": round1(s.memory.peak),
+                "floor": floor(before), "vs_floor": ratio(s.seconds, before),
+                "rss_mib": round1(s.memory.rss), "peak_mib": round1(s.memory.peak),
                 "stop": match &s.stop { Ok(()) => "clean".to_string(), Err(e) => e.clone() }}),
             Err(e) => failed(e),
         };
         json!({
             "run": number,
             "loadavg_1m": self.loadavg,
-            "floor": match &self.floor {
-                Ok(f) => json!({"ok": true, "seconds": round3(f.seconds), "bytes": f.bytes}),
-                Err(e) => failed(e),
-            },
-            "serve": serve(&self.serve),
-            "pages": self.pages.as_ref().map(serve),
+            "serve": serve(&self.serve, &self.floor),
+            "pages": self.pages.as_ref().map(|(before, pages)| serve(pages, before)),
             "audit": match &self.audit {
                 None => Value::Null,
-                Some(Ok(a)) => json!({"ok": true, "seconds": a.seconds,
-                    "vs_floor": ratio(a.seconds), "peak_mib": round1(a.peak_mib)}),
-                Some(Err(e)) => failed(e),
+                Some((before, Ok(a))) => json!({"ok": true, "seconds": a.seconds,
+                    "floor": floor(before), "vs_floor": ratio(a.seconds, before),
+                    "peak_mib": round1(a.peak_mib)}),
+                Some((_, Err(e))) => failed(e),
             },
         })
     }
@@ -805,15 +827,22 @@ fn main() -> ExitCode {
     for n in 1..=args.runs {
         let loadavg = loadavg();
         eprintln!("run {n}/{}: floor (load average {loadavg:.2})", args.runs);
-        let floor = runtime.block_on(floor(&client));
-        match &floor {
-            Ok(f) => eprintln!(
-                "  floor: {:.2} s, {:.1} MiB",
-                f.seconds,
-                f.bytes as f64 / MIB
-            ),
-            Err(e) => eprintln!("  floor FAILED: {e}"),
-        }
+        // The floor again just before each measured start: the API server's pace drifts
+        // within a run (its collector, near its memory limit), and a start is compared with
+        // what the API server could hand over at that time.
+        let floor_now = |what: &str| {
+            let floor = runtime.block_on(floor(&client));
+            match &floor {
+                Ok(f) => eprintln!(
+                    "  floor before {what}: {:.2} s, {:.1} MiB",
+                    f.seconds,
+                    f.bytes as f64 / MIB
+                ),
+                Err(e) => eprintln!("  floor before {what} FAILED: {e}"),
+            }
+            floor
+        };
+        let floor = floor_now("serve");
         // One start of `serve` with `extra` arguments after the `--serve-arg`s, reported.
         let serve_run = |label: &str, extra: &[&str]| {
             eprintln!("run {n}/{}: serve {}", args.runs, extra.join(" "));
@@ -845,10 +874,12 @@ fn main() -> ExitCode {
             serve
         };
         let serve = serve_run("serve", &[]);
-        let pages = args
-            .pages
-            .then(|| serve_run("pages", &["--list-mode", "pages"]));
+        let pages = args.pages.then(|| {
+            let floor = floor_now("pages");
+            (floor, serve_run("pages", &["--list-mode", "pages"]))
+        });
         let audit = (!args.skip_audit).then(|| {
+            let floor = floor_now("audit");
             eprintln!("run {n}/{}: audit", args.runs);
             let audit = audit_once(
                 &api,
@@ -861,7 +892,7 @@ fn main() -> ExitCode {
                 Ok(a) => eprintln!("  audit: {:.2} s, peak {:.0} MiB", a.seconds, a.peak_mib),
                 Err(e) => eprintln!("  audit FAILED: {e}"),
             }
-            audit
+            (floor, audit)
         });
         runs.push(Run {
             loadavg,
@@ -898,42 +929,40 @@ fn main() -> ExitCode {
     let serve_ratio = ok(&|r| Some(r.serve.as_ref().ok()?.seconds / r.floor_seconds()?));
     let serve_rss = ok(&|r| r.serve.as_ref().ok().map(|s| s.memory.rss));
     let serve_peak = ok(&|r| r.serve.as_ref().ok().map(|s| s.memory.peak));
-    let pages_of = |r: &Run| {
-        r.pages
-            .as_ref()?
-            .as_ref()
-            .ok()
-            .map(|s| (s.seconds, s.memory.rss))
-    };
-    let pages_s = ok(&|r| pages_of(r).map(|p| p.0));
-    let pages_ratio = ok(&|r| Some(pages_of(r)?.0 / r.floor_seconds()?));
-    let pages_rss = ok(&|r| pages_of(r).map(|p| p.1));
-    let audit_of = |r: &Run| {
-        r.audit
-            .as_ref()?
-            .as_ref()
-            .ok()
-            .map(|a| (a.seconds, a.peak_mib))
-    };
-    let audit_s = ok(&|r| audit_of(r).map(|a| a.0));
-    let audit_ratio = ok(&|r| Some(audit_of(r)?.0 / r.floor_seconds()?));
-    let audit_peak = ok(&|r| audit_of(r).map(|a| a.1));
+    let pages_floor = ok(&|r| r.pages().map(|(f, _)| f));
+    let pages_s = ok(&|r| r.pages().map(|(_, p)| p.seconds));
+    let pages_ratio = ok(&|r| r.pages().map(|(f, p)| p.seconds / f));
+    let pages_rss = ok(&|r| r.pages().map(|(_, p)| p.memory.rss));
+    let audit_floor = ok(&|r| r.audit().map(|(f, _)| f));
+    let audit_s = ok(&|r| r.audit().map(|(_, a)| a.seconds));
+    let audit_ratio = ok(&|r| r.audit().map(|(f, a)| a.seconds / f));
+    let audit_peak = ok(&|r| r.audit().map(|(_, a)| a.peak_mib));
     let failures: Vec<String> = runs
         .iter()
         .enumerate()
         .flat_map(|(i, r)| {
             let mut f = Vec::new();
-            if let Err(e) = &r.floor {
-                f.push(format!("run {}: floor: {e}", i + 1));
+            let floors = [
+                ("serve", Some(&r.floor)),
+                ("pages", r.pages.as_ref().map(|p| &p.0)),
+                ("audit", r.audit.as_ref().map(|a| &a.0)),
+            ];
+            for (before, floor) in floors {
+                if let Some(Err(e)) = floor {
+                    f.push(format!("run {}: floor before {before}: {e}", i + 1));
+                }
             }
-            let starts = [("serve", Some(&r.serve)), ("pages", r.pages.as_ref())];
+            let starts = [
+                ("serve", Some(&r.serve)),
+                ("pages", r.pages.as_ref().map(|p| &p.1)),
+            ];
             for (label, start) in starts {
                 // Not ready, or not stopped cleanly.
                 if let Some(Err(e) | Ok(Serve { stop: Err(e), .. })) = start {
                     f.push(format!("run {}: {label}: {e}", i + 1));
                 }
             }
-            if let Some(Err(e)) = &r.audit {
+            if let Some((_, Err(e))) = &r.audit {
                 f.push(format!("run {}: audit: {e}", i + 1));
             }
             f
@@ -977,9 +1006,11 @@ fn main() -> ExitCode {
                 "serve_vs_floor": median(serve_ratio).map(round3),
                 "serve_rss_mib": median(serve_rss).map(round1),
                 "serve_peak_mib": median(serve_peak).map(round1),
+                "pages_floor_seconds": median(pages_floor).map(round3),
                 "pages_ready_seconds": median(pages_s).map(round3),
                 "pages_vs_floor": median(pages_ratio).map(round3),
                 "pages_rss_mib": median(pages_rss).map(round1),
+                "audit_floor_seconds": median(audit_floor).map(round3),
                 "audit_seconds": median(audit_s).map(round3),
                 "audit_vs_floor": median(audit_ratio).map(round3),
                 "audit_peak_mib": median(audit_peak).map(round1),
@@ -1027,27 +1058,29 @@ fn main() -> ExitCode {
         );
         println!("first unpaged list after the restart (not in the table): {fill_seconds:.2} s");
         println!(
-            "| run | load avg | floor s | floor MiB | serve ready s | × floor | serve RSS MiB | serve peak MiB | pages ready s | × floor | pages RSS MiB | audit s | × floor | audit peak MiB |"
+            "| run | load avg | floor s | floor MiB | serve ready s | × floor | serve RSS MiB | serve peak MiB | floor s | pages ready s | × floor | pages RSS MiB | floor s | audit s | × floor | audit peak MiB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (i, r) in runs.iter().enumerate() {
             let f = r.floor.as_ref().ok();
             let s = r.serve.as_ref().ok();
-            let a = r.audit.as_ref().and_then(|a| a.as_ref().ok());
             let fs = r.floor_seconds();
-            let audit = match &r.audit {
+            // A floor before a start, and the start's own cell.
+            let before = |floor: Option<&Result<Floor, String>>| match floor {
+                None => "–".to_string(),
+                Some(Err(_)) => "FAILED".to_string(),
+                Some(Ok(f)) => format!("{:.2}", f.seconds),
+            };
+            let done = |result: Option<Result<f64, &String>>| match result {
                 None => "skipped".to_string(),
                 Some(Err(_)) => "FAILED".to_string(),
-                Some(Ok(a)) => format!("{:.2}", a.seconds),
+                Some(Ok(s)) => format!("{s:.2}"),
             };
-            let p = r.pages.as_ref().and_then(|p| p.as_ref().ok());
-            let pages = match &r.pages {
-                None => "skipped".to_string(),
-                Some(Err(_)) => "FAILED".to_string(),
-                Some(Ok(p)) => format!("{:.2}", p.seconds),
-            };
+            let (p, a) = (r.pages(), r.audit());
+            let pages = done(r.pages.as_ref().map(|(_, p)| p.as_ref().map(|p| p.seconds)));
+            let audit = done(r.audit.as_ref().map(|(_, a)| a.as_ref().map(|a| a.seconds)));
             println!(
-                "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 i + 1,
                 r.loadavg,
                 f.map_or("FAILED".into(), |f| format!("{:.2}", f.seconds)),
@@ -1056,25 +1089,29 @@ fn main() -> ExitCode {
                 cell(s.and_then(|s| Some(s.seconds / fs?)), 2),
                 cell(s.map(|s| s.memory.rss), 0),
                 cell(s.map(|s| s.memory.peak), 0),
+                before(r.pages.as_ref().map(|p| &p.0)),
                 pages,
-                cell(p.and_then(|p| Some(p.seconds / fs?)), 2),
-                cell(p.map(|p| p.memory.rss), 0),
+                cell(p.map(|(f, p)| p.seconds / f), 2),
+                cell(p.map(|(_, p)| p.memory.rss), 0),
+                before(r.audit.as_ref().map(|a| &a.0)),
                 audit,
-                cell(a.and_then(|a| Some(a.seconds / fs?)), 2),
-                cell(a.map(|a| a.peak_mib), 0),
+                cell(a.map(|(f, a)| a.seconds / f), 2),
+                cell(a.map(|(_, a)| a.peak_mib), 0),
             );
         }
         println!(
-            "| median | | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| median | | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(median(floor_s), 2),
             cell(median(floor_mib), 1),
             cell(median(serve_s), 2),
             cell(median(serve_ratio), 2),
             cell(median(serve_rss), 0),
             cell(median(serve_peak), 0),
+            cell(median(pages_floor), 2),
             cell(median(pages_s), 2),
             cell(median(pages_ratio), 2),
             cell(median(pages_rss), 0),
+            cell(median(audit_floor), 2),
             cell(median(audit_s), 2),
             cell(median(audit_ratio), 2),
             cell(median(audit_peak), 0),
