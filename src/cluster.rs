@@ -6,20 +6,21 @@
 //!   its watch cache without asking etcd, as client-go's informers list. The body is decoded
 //!   while it arrives, item by item, so neither side waits for the other and no more than
 //!   one item is held at a time, whatever the list's size.
-//! - [`Mode::Pages`]: pages (of [`PAGE`] objects unless told otherwise) following continue tokens, each decoded the
-//!   same way. The first page asks for `resourceVersion=1&resourceVersionMatch=NotOlderThan`
-//!   (any state at least that new, i.e. any), which an API server of 1.34 or later serves
-//!   from its watch cache and, since the version is not `0`, cut to the limit (at `0` the
-//!   limit is ignored: that would be the snapshot again); the continue tokens then carry that
-//!   state's version, served from the cache's snapshot of it. Older API servers read those
+//! - [`Mode::Pages`]: pages (of [`PAGE`] objects unless told otherwise) following continue
+//!   tokens, each decoded the same way. The first page asks for
+//!   `resourceVersion=1&resourceVersionMatch=NotOlderThan` (any state at least that new, i.e.
+//!   any), which an API server of 1.34 or later serves from its watch cache and, since the
+//!   version is not `0`, cut to the limit (at `0` the limit is ignored: that would be the
+//!   snapshot again); the continue tokens then carry that state's version, served from the
+//!   cache's snapshot of it. Older API servers read those
 //!   pages from etcd, as a consistent list would. That state may be old (a resource nobody
 //!   wrote to for a while) and its snapshot gone, its version compacted in etcd (410 Gone):
 //!   the list then starts over as a consistent one (no `resourceVersion`), at the newest
 //!   state. Slower than a snapshot: every page is a round trip that neither side overlaps
 //!   (a custom resource's list has its metadata, so its continue token, after the items),
 //!   hence pages of thousands, not client-go's 500: the cost is the API server's per request,
-//!   not the page's (the decoding streams). It is the fallback when the API server refuses a snapshot (for example, a list that
-//!   runs past its `--request-timeout` is cut off).
+//!   not the page's (the decoding streams). It is the fallback when the API server refuses a
+//!   snapshot (for example, a list that runs past its `--request-timeout` is cut off).
 //!
 //! The items are handed over as JSON text ([`RawValue`]); what to build from them is the
 //! caller's choice (the caches read footprints, `audit` whole objects).

@@ -663,6 +663,34 @@ mod watch_tests {
     }
 
     #[tokio::test]
+    async fn pages_are_of_the_size_asked_for() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let sink = Arc::new(TestSink::default());
+        let client = Client::new(service, "default");
+        let task = tokio::spawn(watch(client, Cached::Vm, Mode::Pages, 7, sink.clone()));
+        let uri = answer(
+            &mut handle,
+            json_response(200, &vm_list("10", &["a"], Some("next"))),
+        )
+        .await;
+        assert!(
+            uri.contains("limit=7&") || uri.ends_with("limit=7"),
+            "{uri}"
+        );
+        let uri = answer(
+            &mut handle,
+            json_response(200, &vm_list("10", &["b"], None)),
+        )
+        .await;
+        assert!(
+            uri.contains("limit=7") && uri.contains("continue=next"),
+            "{uri}"
+        );
+        assert_eq!(synced(&sink).await, 2);
+        task.abort();
+    }
+
+    #[tokio::test]
     async fn no_answer_is_retried_in_the_same_mode() {
         let (mut handle, sink, task) = start(Cached::Vm);
         let (_, reply) = handle.next_request().await.expect("a request");
