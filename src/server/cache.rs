@@ -521,17 +521,21 @@ mod watch_tests {
     }
 
     fn start(kind: Cached) -> (Handle, Arc<TestSink>, tokio::task::JoinHandle<()>) {
-        start_in(kind, Mode::Snapshot)
+        start_in(kind, Mode::Snapshot, cluster::PAGE)
     }
 
-    fn start_in(kind: Cached, mode: Mode) -> (Handle, Arc<TestSink>, tokio::task::JoinHandle<()>) {
+    fn start_in(
+        kind: Cached,
+        mode: Mode,
+        page: u32,
+    ) -> (Handle, Arc<TestSink>, tokio::task::JoinHandle<()>) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let sink = Arc::new(TestSink::default());
         let task = tokio::spawn(watch(
             Client::new(service, "default"),
             kind,
             mode,
-            cluster::PAGE,
+            page,
             sink.clone(),
         ));
         (handle, sink, task)
@@ -650,7 +654,7 @@ mod watch_tests {
 
     #[tokio::test]
     async fn list_mode_pages_never_asks_for_a_snapshot() {
-        let (mut handle, sink, task) = start_in(Cached::Vm, Mode::Pages);
+        let (mut handle, sink, task) = start_in(Cached::Vm, Mode::Pages, cluster::PAGE);
         let uri = answer(
             &mut handle,
             json_response(200, &vm_list("10", &["a"], None)),
@@ -664,10 +668,7 @@ mod watch_tests {
 
     #[tokio::test]
     async fn pages_are_of_the_size_asked_for() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let sink = Arc::new(TestSink::default());
-        let client = Client::new(service, "default");
-        let task = tokio::spawn(watch(client, Cached::Vm, Mode::Pages, 7, sink.clone()));
+        let (mut handle, sink, task) = start_in(Cached::Vm, Mode::Pages, 7);
         let uri = answer(
             &mut handle,
             json_response(200, &vm_list("10", &["a"], Some("next"))),
