@@ -8,6 +8,7 @@
 //! cargo run --release --example apiserver_scale -- --vms 10000 --runs 1
 //! cargo run --release --example apiserver_scale -- --serve-arg=--some-flag --serve-arg=VALUE
 //! cargo run --release --example apiserver_scale -- --json             # the figures as JSON
+//! cargo run --release --example apiserver_scale -- --apiserver-arg=--feature-gates=DetectCacheInconsistency=false
 //! cargo run --release --example apiserver_scale -- --vms 20000 --hold # load, then wait
 //! ```
 //!
@@ -62,7 +63,13 @@
 //! minutes apart). Prints one row per run and the medians
 //! (`--json`: a JSON document instead), after the load's rate and the RSS of kube-apiserver and
 //! etcd after loading and at the end. Also the 1-minute load average at the start of each
-//! run: on this 2-core machine, anything else running shows in every figure.
+//! run: on this 2-core machine, anything else running shows in every figure. And how many
+//! times, from just before each floor to the end of its start, kube-apiserver compared its
+//! watch cache of VMs with etcd (`apiserver_storage_consistency_checks_total`, the
+//! `DetectCacheInconsistency` check of 1.34+, every 5 to 7.5 minutes per resource): each
+//! such check reads and digests every VM from etcd on the same cores, and a start it falls
+//! into is slowed by the API server, not by the webhook.
+//! `--apiserver-arg=--feature-gates=DetectCacheInconsistency=false` turns the check off.
 //! Exits 1 if a measurement failed.
 //!
 //! `--hold` stops after loading: prints the kubeconfig and URL, and keeps the API server until
@@ -146,6 +153,12 @@ struct Args {
     /// live before it collects. Too close to what is live (12 GiB), it collects all the time.
     #[arg(long, value_name = "BYTES", default_value = "16GiB")]
     apiserver_memory_limit: String,
+    /// An argument for kube-apiserver once restarted for the runs (repeatable), e.g.
+    /// `--apiserver-arg=--feature-gates=DetectCacheInconsistency=false`: the check that
+    /// compares each resource's watch cache with etcd every 5 to 7.5 minutes, which at
+    /// 100,000 VMs reads and digests all of them again on the same cores.
+    #[arg(long = "apiserver-arg", value_name = "ARG", allow_hyphen_values = true)]
+    apiserver_args: Vec<String>,
     /// Copy the logs (kube-apiserver, etcd, each serve run) here at the end.
     #[arg(long, value_name = "DIR")]
     keep_logs: Option<PathBuf>,
@@ -392,6 +405,61 @@ async fn count_vms(client: &Client) -> Result<u64, String> {
     Ok(items + list["metadata"]["remainingItemCount"].as_u64().unwrap_or(0))
 }
 
+/// What kube-apiserver did, from its `/metrics`: counters read before a floor and after the
+/// start that follows it, so that a slow start can be told from a slow API server.
+#[derive(Debug, Clone, Copy, Default)]
+struct ApiServerWork {
+    /// Times it compared its watch cache of VMs with etcd
+    /// (`apiserver_storage_consistency_checks_total`, any outcome): each check reads and
+    /// digests every VM from etcd on the same cores.
+    vm_cache_checks: f64,
+    /// VMs it read from etcd to serve lists (`apiserver_storage_list_fetched_objects_total`),
+    /// not from its watch cache: a page served so is decoded anew.
+    vms_from_etcd: f64,
+    /// Its CPU time (`process_cpu_seconds_total`).
+    cpu_seconds: f64,
+}
+
+impl ApiServerWork {
+    async fn read(client: &Client) -> Result<Self, String> {
+        let request = hyper::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = client
+            .request_text(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sum = |name: &str, labels: &[&str]| -> f64 {
+            (text.lines())
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                })
+                .filter(|l| labels.iter().all(|label| l.contains(label)))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let vms = [r#"group="kubevirt.io""#, r#"resource="virtualmachines""#];
+        Ok(Self {
+            vm_cache_checks: sum("apiserver_storage_consistency_checks_total", &vms),
+            vms_from_etcd: sum("apiserver_storage_list_fetched_objects_total", &vms),
+            cpu_seconds: sum("process_cpu_seconds_total", &[]),
+        })
+    }
+
+    /// What happened between `before` and `self`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            vm_cache_checks: self.vm_cache_checks - before.vm_cache_checks,
+            vms_from_etcd: self.vms_from_etcd - before.vms_from_etcd,
+            cpu_seconds: self.cpu_seconds - before.cpu_seconds,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({"vm_cache_checks": self.vm_cache_checks, "vms_from_etcd": self.vms_from_etcd,
+            "cpu_seconds": round1(self.cpu_seconds)})
+    }
+}
+
 /// One unpaged list of every VM from the watch cache, the body counted and dropped.
 struct Floor {
     seconds: f64,
@@ -597,6 +665,9 @@ struct Run {
     pages: Option<Floored<Serve>>,
     /// `audit -A`, with the floor just before it.
     audit: Option<Floored<Audit>>,
+    /// kube-apiserver's work from just before each floor to the end of its start (serve,
+    /// pages, audit); `None` when not run or not read.
+    work: [Option<ApiServerWork>; 3],
 }
 
 fn seconds(floor: &Result<Floor, String>) -> Option<f64> {
@@ -644,6 +715,8 @@ impl Run {
                     "peak_mib": round1(a.peak_mib)}),
                 Some((_, Err(e))) => failed(e),
             },
+            "kube_apiserver": {"serve": self.work[0].map(|w| w.json()),
+                "pages": self.work[1].map(|w| w.json()), "audit": self.work[2].map(|w| w.json())},
         })
     }
 }
@@ -740,7 +813,8 @@ fn main() -> ExitCode {
     drop(client);
     let gomemlimit = (args.apiserver_memory_limit != "off")
         .then_some(("GOMEMLIMIT", args.apiserver_memory_limit.as_str()));
-    api.restart_apiserver(&[], gomemlimit.as_slice());
+    let apiserver_args: Vec<&str> = args.apiserver_args.iter().map(String::as_str).collect();
+    api.restart_apiserver(&apiserver_args, gomemlimit.as_slice());
     let client = runtime.block_on(api.client());
     // The VM resource is served a moment after /readyz (the CRD's handler is set up on its
     // first request, its watch cache filled from etcd then).
@@ -842,6 +916,24 @@ fn main() -> ExitCode {
             }
             floor
         };
+        // kube-apiserver's work since `before` (read before a floor).
+        let work = || runtime.block_on(ApiServerWork::read(&client));
+        let since = |before: &Result<ApiServerWork, String>| match (before, &work()) {
+            (Ok(before), Ok(now)) => {
+                let during = now.since(*before);
+                eprintln!(
+                    "  kube-apiserver meanwhile: {} consistency checks of VMs, {} VMs read \
+                     from etcd, {:.1} s of CPU",
+                    during.vm_cache_checks, during.vms_from_etcd, during.cpu_seconds
+                );
+                Some(during)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("  kube-apiserver's /metrics not read: {e}");
+                None
+            }
+        };
+        let before = work();
         let floor = floor_now("serve");
         // One start of `serve` with `extra` arguments after the `--serve-arg`s, reported.
         let serve_run = |label: &str, extra: &[&str]| {
@@ -874,11 +966,16 @@ fn main() -> ExitCode {
             serve
         };
         let serve = serve_run("serve", &[]);
+        let mut during = [since(&before), None, None];
         let pages = args.pages.then(|| {
+            let before = work();
             let floor = floor_now("pages");
-            (floor, serve_run("pages", &["--list-mode", "pages"]))
+            let pages = serve_run("pages", &["--list-mode", "pages"]);
+            during[1] = since(&before);
+            (floor, pages)
         });
         let audit = (!args.skip_audit).then(|| {
+            let before = work();
             let floor = floor_now("audit");
             eprintln!("run {n}/{}: audit", args.runs);
             let audit = audit_once(
@@ -892,6 +989,7 @@ fn main() -> ExitCode {
                 Ok(a) => eprintln!("  audit: {:.2} s, peak {:.0} MiB", a.seconds, a.peak_mib),
                 Err(e) => eprintln!("  audit FAILED: {e}"),
             }
+            during[2] = since(&before);
             (floor, audit)
         });
         runs.push(Run {
@@ -900,6 +998,7 @@ fn main() -> ExitCode {
             serve,
             pages,
             audit,
+            work: during,
         });
     }
     let end = [
@@ -979,6 +1078,7 @@ fn main() -> ExitCode {
             "namespaces": cluster.namespaces,
             "kube_apiserver_version": apiserver::version(),
             "kube_apiserver_gomemlimit": args.apiserver_memory_limit,
+            "kube_apiserver_args": args.apiserver_args,
             "etcd_version": etcd,
             "consistent_lists_from": consistent_from,
             "status_stored": !args.no_status,
@@ -1020,8 +1120,8 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
     } else {
         println!(
-            "{} VMs in {} namespaces ({}), kube-apiserver {} (GOMEMLIMIT {}), etcd {etcd} (lists \
-             without resourceVersion from {consistent_from}); serve {}{}",
+            "{} VMs in {} namespaces ({}), kube-apiserver {} (GOMEMLIMIT {}{}), etcd {etcd} \
+             (lists without resourceVersion from {consistent_from}); serve {}{}",
             cluster.vms,
             cluster.namespaces,
             if args.no_status {
@@ -1031,6 +1131,10 @@ fn main() -> ExitCode {
             },
             apiserver::version(),
             args.apiserver_memory_limit,
+            args.apiserver_args
+                .iter()
+                .map(|a| format!(" {a}"))
+                .collect::<String>(),
             bin.display(),
             args.serve_args
                 .iter()
@@ -1116,6 +1220,28 @@ fn main() -> ExitCode {
             cell(median(audit_ratio), 2),
             cell(median(audit_peak), 0),
         );
+        println!();
+        println!(
+            "kube-apiserver, from before each floor to the end of its start: consistency checks \
+             of its VM cache, VMs it read from etcd for lists, its CPU seconds"
+        );
+        println!(
+            "| run | serve: checks | from etcd | CPU s | pages: checks | from etcd | CPU s | audit: checks | from etcd | CPU s |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for (i, r) in runs.iter().enumerate() {
+            let cells: Vec<String> = (r.work.iter())
+                .flat_map(|w| match w {
+                    Some(w) => [
+                        format!("{}", w.vm_cache_checks),
+                        format!("{}", w.vms_from_etcd),
+                        format!("{:.0}", w.cpu_seconds),
+                    ],
+                    None => ["–".into(), "–".into(), "–".into()],
+                })
+                .collect();
+            println!("| {} | {} |", i + 1, cells.join(" | "));
+        }
         for f in &failures {
             println!("{f}");
         }

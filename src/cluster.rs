@@ -37,7 +37,7 @@ use serde::{
 };
 use serde_json::value::RawValue;
 use tokio_util::{compat::FuturesAsyncReadCompatExt as _, io::SyncIoBridge};
-use tracing::{Span, dispatcher};
+use tracing::{Span, dispatcher, info};
 
 /// Objects per page in [`Mode::Pages`] unless told otherwise.
 pub const PAGE: u32 = 5000;
@@ -199,6 +199,13 @@ pub async fn list<E: Each>(
                     return Err(Error::Expired(attempt));
                 }
                 attempt += 1;
+                // Worth a line: from here on the pages are consistent lists, which an API
+                // server whose etcd sends no progress notifications reads from etcd (slower).
+                info!(
+                    resource = %resource.plural,
+                    attempt,
+                    "the list's continue token expired (410 Gone): listing again from the newest state"
+                );
                 token = None;
                 any_state = false;
                 each.item(Item::Restart);
