@@ -70,7 +70,8 @@ pub(crate) fn next_page(uri: &str, token: &str) -> bool {
         && !uri.contains("resourceVersion")
 }
 
-/// How many times one paged list starts over after its continue token expired (410 Gone).
+/// Attempts of one paged list in all: it starts over when its continue token expired (410
+/// Gone), so at most `ATTEMPTS - 1` times.
 pub const ATTEMPTS: usize = 3;
 /// Bytes read from the API server at a time (the decoder reads from this buffer).
 const READ_BUFFER: usize = 256 * 1024;
