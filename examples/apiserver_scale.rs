@@ -63,13 +63,14 @@
 //! minutes apart). Prints one row per run and the medians
 //! (`--json`: a JSON document instead), after the load's rate and the RSS of kube-apiserver and
 //! etcd after loading and at the end. Also the 1-minute load average at the start of each
-//! run: on this 2-core machine, anything else running shows in every figure. And how many
-//! times, from just before each floor to the end of its start, kube-apiserver compared its
-//! watch cache of VMs with etcd (`apiserver_storage_consistency_checks_total`, the
-//! `DetectCacheInconsistency` check of 1.34+, every 5 to 7.5 minutes per resource): each
-//! such check reads and digests every VM from etcd on the same cores, and a start it falls
-//! into is slowed by the API server, not by the webhook.
-//! `--apiserver-arg=--feature-gates=DetectCacheInconsistency=false` turns the check off.
+//! run: on this 2-core machine, anything else running shows in every figure. And what
+//! kube-apiserver did from just before each floor to the end of its start, from its
+//! `/metrics` (`ApiServerWork`): how many times it compared its watch cache of VMs with etcd
+//! (the `DetectCacheInconsistency` check of 1.34+, every 5 to 7.5 minutes per resource, which
+//! reads and digests every VM from etcd on the same cores), how many VMs it read from etcd
+//! for lists, and its CPU seconds: a start slowed by the API server, not by the webhook,
+//! shows there. `--apiserver-arg=--feature-gates=DetectCacheInconsistency=false` turns the
+//! check off.
 //! Exits 1 if a measurement failed.
 //!
 //! `--hold` stops after loading: prints the kubeconfig and URL, and keeps the API server until
