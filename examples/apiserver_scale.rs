@@ -461,6 +461,45 @@ impl ApiServerWork {
     }
 }
 
+/// Measures the floor, then runs `start` (a start of `serve`, or `audit`), and returns both
+/// with kube-apiserver's work from just before the floor to the end of the start. The floor
+/// comes again before each start: the API server's pace drifts within a run (its collector,
+/// near its memory limit), and a start is compared with what it could hand over at that time.
+fn floored<T>(
+    runtime: &tokio::runtime::Runtime,
+    client: &Client,
+    what: &str,
+    start: impl FnOnce() -> T,
+) -> (Result<Floor, String>, T, Option<ApiServerWork>) {
+    let before = runtime.block_on(ApiServerWork::read(client));
+    let floor = runtime.block_on(floor(client));
+    match &floor {
+        Ok(f) => eprintln!(
+            "  floor before {what}: {:.2} s, {:.1} MiB",
+            f.seconds,
+            f.bytes as f64 / MIB
+        ),
+        Err(e) => eprintln!("  floor before {what} FAILED: {e}"),
+    }
+    let started = start();
+    let work = match (before, runtime.block_on(ApiServerWork::read(client))) {
+        (Ok(before), Ok(now)) => {
+            let during = now.since(before);
+            eprintln!(
+                "  kube-apiserver meanwhile: {} consistency checks of VMs, {} VMs read from \
+                 etcd, {:.1} s of CPU",
+                during.vm_cache_checks, during.vms_from_etcd, during.cpu_seconds
+            );
+            Some(during)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("  kube-apiserver's /metrics not read: {e}");
+            None
+        }
+    };
+    (floor, started, work)
+}
+
 /// One unpaged list of every VM from the watch cache, the body counted and dropped.
 struct Floor {
     seconds: f64,
@@ -902,40 +941,6 @@ fn main() -> ExitCode {
     for n in 1..=args.runs {
         let loadavg = loadavg();
         eprintln!("run {n}/{}: floor (load average {loadavg:.2})", args.runs);
-        // The floor again just before each measured start: the API server's pace drifts
-        // within a run (its collector, near its memory limit), and a start is compared with
-        // what the API server could hand over at that time.
-        let floor_now = |what: &str| {
-            let floor = runtime.block_on(floor(&client));
-            match &floor {
-                Ok(f) => eprintln!(
-                    "  floor before {what}: {:.2} s, {:.1} MiB",
-                    f.seconds,
-                    f.bytes as f64 / MIB
-                ),
-                Err(e) => eprintln!("  floor before {what} FAILED: {e}"),
-            }
-            floor
-        };
-        // kube-apiserver's work since `before` (read before a floor).
-        let work = || runtime.block_on(ApiServerWork::read(&client));
-        let since = |before: &Result<ApiServerWork, String>| match (before, &work()) {
-            (Ok(before), Ok(now)) => {
-                let during = now.since(*before);
-                eprintln!(
-                    "  kube-apiserver meanwhile: {} consistency checks of VMs, {} VMs read \
-                     from etcd, {:.1} s of CPU",
-                    during.vm_cache_checks, during.vms_from_etcd, during.cpu_seconds
-                );
-                Some(during)
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("  kube-apiserver's /metrics not read: {e}");
-                None
-            }
-        };
-        let before = work();
-        let floor = floor_now("serve");
         // One start of `serve` with `extra` arguments after the `--serve-arg`s, reported.
         let serve_run = |label: &str, extra: &[&str]| {
             eprintln!("run {n}/{}: serve {}", args.runs, extra.join(" "));
@@ -966,40 +971,41 @@ fn main() -> ExitCode {
             }
             serve
         };
-        let serve = serve_run("serve", &[]);
-        let mut during = [since(&before), None, None];
+        let (floor, serve, serve_work) =
+            floored(&runtime, &client, "serve", || serve_run("serve", &[]));
         let pages = args.pages.then(|| {
-            let before = work();
-            let floor = floor_now("pages");
-            let pages = serve_run("pages", &["--list-mode", "pages"]);
-            during[1] = since(&before);
-            (floor, pages)
+            floored(&runtime, &client, "pages", || {
+                serve_run("pages", &["--list-mode", "pages"])
+            })
         });
         let audit = (!args.skip_audit).then(|| {
-            let before = work();
-            let floor = floor_now("audit");
-            eprintln!("run {n}/{}: audit", args.runs);
-            let audit = audit_once(
-                &api,
-                &bin,
-                &scratch.join(format!("audit-{n}")),
-                &cluster,
-                Duration::from_secs(args.audit_timeout),
-            );
-            match &audit {
-                Ok(a) => eprintln!("  audit: {:.2} s, peak {:.0} MiB", a.seconds, a.peak_mib),
-                Err(e) => eprintln!("  audit FAILED: {e}"),
-            }
-            during[2] = since(&before);
-            (floor, audit)
+            floored(&runtime, &client, "audit", || {
+                eprintln!("run {n}/{}: audit", args.runs);
+                let audit = audit_once(
+                    &api,
+                    &bin,
+                    &scratch.join(format!("audit-{n}")),
+                    &cluster,
+                    Duration::from_secs(args.audit_timeout),
+                );
+                match &audit {
+                    Ok(a) => eprintln!("  audit: {:.2} s, peak {:.0} MiB", a.seconds, a.peak_mib),
+                    Err(e) => eprintln!("  audit FAILED: {e}"),
+                }
+                audit
+            })
         });
         runs.push(Run {
             loadavg,
             floor,
             serve,
-            pages,
-            audit,
-            work: during,
+            work: [
+                serve_work,
+                pages.as_ref().and_then(|p| p.2),
+                audit.as_ref().and_then(|a| a.2),
+            ],
+            pages: pages.map(|(floor, pages, _)| (floor, pages)),
+            audit: audit.map(|(floor, audit, _)| (floor, audit)),
         });
     }
     let end = [
