@@ -32,6 +32,11 @@
 //! target/release/examples/loadtest --compare --duration 5s --rounds 5 2>/dev/null
 //! ```
 //!
+//! To measure a change, give `--webhook-bin` once per build (`--endpoints mutate` to load
+//! only `/mutate`): every build is loaded in the same rounds against the same floor, and the
+//! table adds each column's ratio to the first build's, the median of the rounds' own
+//! ratios. Two runs of one build minutes apart differ by more than most cuts make.
+//!
 //! The servers of this project log as `deploy/` runs them (JSON at info, a line per request,
 //! on stderr, which they share with this program: send it to /dev/null or a file); the floor
 //! does not log.
@@ -95,9 +100,14 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// With --compare, the webhook binary to measure (default: kubevirt-net-webhook in the
-    /// directory above this example's).
+    /// directory above this example's). Repeat it to measure several builds in the same
+    /// rounds, each against the same floor: a cut's effect, without the machine's drift
+    /// between two runs.
     #[arg(long, value_name = "FILE")]
-    webhook_bin: Option<PathBuf>,
+    webhook_bin: Vec<PathBuf>,
+    /// With --compare, the webhook's endpoints to load (each a column per binary).
+    #[arg(long, value_delimiter = ',', default_value = "mutate,validate")]
+    endpoints: Vec<Endpoint>,
     /// Log as `deploy/` does (JSON lines at info, one per request, to stderr) for the servers
     /// of this project that this program starts; `plain`, or `none` to measure without logs.
     #[arg(long, default_value = "json")]
@@ -106,6 +116,22 @@ struct Args {
     /// DIR/tls.crt and DIR/tls.key, until killed.
     #[arg(long, hide = true, num_args = 2, value_names = ["ADDR", "DIR"])]
     serve_empty: Option<Vec<String>>,
+}
+
+/// A webhook endpoint that `--compare` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "/mutate",
+            Endpoint::Validate => "/validate",
+        }
+    }
 }
 
 /// What one run measured.
@@ -238,14 +264,20 @@ async fn run(addr: SocketAddr, path: &'static str, load: &Load, pid: Option<u32>
     stats
 }
 
+/// The median; of an even count, the mean of the two middle values.
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// A server of `--compare`: a process of its own, killed when dropped.
 struct Server {
-    name: &'static str,
+    name: String,
     /// Where its requests go.
     path: &'static str,
     addr: SocketAddr,
@@ -262,7 +294,7 @@ impl Drop for Server {
 impl Server {
     /// Starts `command`, which serves HTTPS on `addr`, and waits until `path` answers 200.
     async fn start(
-        name: &'static str,
+        name: String,
         path: &'static str,
         addr: SocketAddr,
         mut command: Command,
@@ -282,7 +314,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = server.process.try_wait().unwrap() {
-                return Err(format!("{name}: exited ({status})"));
+                return Err(format!("{}: exited ({status})", server.name));
             }
             if common::tls_connect(addr, load.config.clone()).await.is_ok() {
                 let mut http = Http::tls(addr, load.config.clone()).await;
@@ -291,7 +323,10 @@ impl Server {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("{name}: no answer on {addr}{path} within 60 s"));
+                return Err(format!(
+                    "{}: no answer on {addr}{path} within 60 s",
+                    server.name
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -324,13 +359,16 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
     let exe = std::env::current_exe().unwrap();
     let examples = exe.parent().unwrap();
     let floor_bin = examples.join("floor");
-    let webhook_bin = args.webhook_bin.clone().unwrap_or_else(|| {
-        examples
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("kubevirt-net-webhook")
-    });
-    for bin in [&floor_bin, &webhook_bin] {
+    let mut webhook_bins = args.webhook_bin.clone();
+    if webhook_bins.is_empty() {
+        webhook_bins.push(
+            examples
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("kubevirt-net-webhook"),
+        );
+    }
+    for bin in std::iter::once(&floor_bin).chain(&webhook_bins) {
         if !bin.is_file() {
             eprintln!(
                 "{} is missing: build it beside this program, e.g. `cargo build --release --bin \
@@ -358,22 +396,23 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
         ..saturated.clone()
     };
 
-    let addrs: Vec<SocketAddr> = (0..4).map(|_| free_addr()).collect();
     let mut floor = Command::new(&floor_bin);
-    floor.arg("--listen").arg(addrs[0].to_string());
+    let floor_addr = free_addr();
+    floor.arg("--listen").arg(floor_addr.to_string());
     floor
         .arg("--tls-cert")
         .arg(&cert)
         .arg("--tls-key")
         .arg(&key);
     let mut empty = Command::new(&exe);
+    let empty_addr = free_addr();
     empty
         .arg("--serve-empty")
-        .arg(addrs[1].to_string())
+        .arg(empty_addr.to_string())
         .arg(dir.path());
     empty.arg("--logs").arg(&args.logs);
-    let webhook = |addr: SocketAddr| {
-        let mut c = Command::new(&webhook_bin);
+    let webhook = |bin: &Path, addr: SocketAddr| {
+        let mut c = Command::new(bin);
         match args.logs.as_str() {
             "json" | "plain" => c.arg("--log-format").arg(&args.logs),
             _ => c.env("RUST_LOG", "off"),
@@ -384,16 +423,34 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
         c.args(["--nads", CASES, "--vms", CASES]);
         c
     };
+    // Columns: the floor, the same-stack empty, then each binary's endpoints. With several
+    // binaries a column is named by its binary's file name too.
+    let mut columns = vec![
+        (
+            "independent floor".to_string(),
+            "/mutate",
+            floor,
+            floor_addr,
+        ),
+        ("same-stack empty".to_string(), "/mutate", empty, empty_addr),
+    ];
+    for bin in &webhook_bins {
+        for endpoint in &args.endpoints {
+            let path = endpoint.path();
+            let name = match webhook_bins.len() {
+                1 => format!("`{path}`"),
+                _ => format!(
+                    "`{path}` {}",
+                    bin.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            };
+            let addr = free_addr();
+            columns.push((name, path, webhook(bin, addr), addr));
+        }
+    }
+    let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
     let mut servers = Vec::new();
-    for ((name, path, command), addr) in [
-        ("independent floor", "/mutate", floor),
-        ("same-stack empty", "/mutate", empty),
-        ("/mutate", "/mutate", webhook(addrs[2])),
-        ("/validate", "/validate", webhook(addrs[3])),
-    ]
-    .into_iter()
-    .zip(addrs.iter().copied())
-    {
+    for (name, path, command, addr) in columns {
         match Server::start(name, path, addr, command, &saturated).await {
             Ok(server) => servers.push(server),
             Err(e) => {
@@ -450,8 +507,8 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
         println!("| {label} | {} |", cells.join(" | "));
     };
     let rate_text = thousands(rate);
-    println!("| | independent floor | same-stack empty | `/mutate` | `/validate` |");
-    println!("|---|---|---|---|---|");
+    println!("| | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(n));
     row("saturation".into(), &|c| {
         format!("{} req/s", thousands(m(c, 0)))
     });
@@ -480,6 +537,19 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
             format!("{:.2}", ratio(c, 1, 0))
         }
     });
+    if webhook_bins.len() > 1 {
+        // The same endpoint of the first binary: what a change did, round by round.
+        let first = |c: usize| (c >= 2).then(|| 2 + (c - 2) % args.endpoints.len());
+        for (label, i) in [("CPU", 1), ("saturation", 0), ("p99", 3)] {
+            row(
+                format!("{label}, ratio to the first binary's"),
+                &|c| match first(c) {
+                    Some(to) => format!("{:.3}", ratio(c, to, i)),
+                    None => "–".into(),
+                },
+            );
+        }
+    }
     println!(
         "(medians of {} rounds, {} connections, {:?} saturated and {:?} at {rate_text} req/s per server and round, {}; CPU: the server process's user + system time at the fixed rate over the requests answered)",
         args.rounds,

@@ -264,6 +264,61 @@ async fn at_the_connection_limit_silent_connections_make_room() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_clock_starts_again_at_each_request() {
+    // Requests closer together than the idle timeout keep a connection open; it closes one
+    // idle timeout after the last of them, not after the first (a request's end re-arms the
+    // driver only when its check would come too late).
+    let idle = Duration::from_millis(800);
+    let server = Running::start(|args, _, _| args.limits.idle_timeout = idle).await;
+    let stream = tls_connect(server.addr, server.ca.client_config(&[b"http/1.1"]))
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut answered = Instant::now();
+    for _ in 0..4 {
+        let request = hyper::Request::get("https://localhost/healthz")
+            .header("host", "localhost")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .unwrap();
+        let response = within(
+            FAST,
+            "a request on the kept connection",
+            send.send_request(request),
+        )
+        .await
+        .expect("the connection is still open");
+        assert_eq!(response.status(), 200);
+        answered = Instant::now();
+        tokio::time::sleep(idle * 5 / 8).await;
+    }
+    closed_after_idle(connection, answered, idle, "http/1.1").await;
+}
+
+/// The connection task ends (the server closed it) an idle timeout after `answered`: not
+/// before, and not more than two seconds after.
+async fn closed_after_idle(
+    connection: tokio::task::JoinHandle<()>,
+    answered: Instant,
+    idle: Duration,
+    alpn: &str,
+) {
+    within(idle + Duration::from_secs(2), "idle close", connection)
+        .await
+        .unwrap();
+    let after = answered.elapsed();
+    assert!(
+        after + Duration::from_millis(50) >= idle,
+        "{alpn}: closed {after:?} after the last request, before the idle timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_closed() {
     let idle = Duration::from_millis(800);
     let server = Running::start(|args, _, _| args.limits.idle_timeout = idle).await;
@@ -299,15 +354,7 @@ async fn idle_keep_alive_connections_are_closed() {
                 (connection, Box::new(send), Instant::now())
             };
         // The connection task ends when the server closes (HTTP/2: after its GOAWAY).
-        within(idle + Duration::from_secs(2), "idle close", connection)
-            .await
-            .unwrap();
-        let after = answered.elapsed();
-        assert!(
-            after + Duration::from_millis(50) >= idle,
-            "{}: closed after {after:?}, before the idle timeout",
-            String::from_utf8_lossy(alpn)
-        );
+        closed_after_idle(connection, answered, idle, &String::from_utf8_lossy(alpn)).await;
     }
     // The server counts a close once its side of the connection is done, which may come a
     // moment after the client saw it: wait for the count (bounded), then check it.

@@ -103,7 +103,13 @@ struct Activity {
     seen_request: AtomicBool,
     /// When the last request finished, in nanoseconds after `born`.
     last_done: AtomicU64,
-    /// A request finished: the driver re-arms its idle timer.
+    /// The port's idle timeout, in nanoseconds.
+    idle_nanos: u64,
+    /// When the driver looks next, in nanoseconds after `born` (`u64::MAX` until it arms).
+    armed: AtomicU64,
+    /// A request finished and the idle deadline it starts comes before `armed`: the driver
+    /// re-arms. Only then, because waking the connection's own task after every request
+    /// costs a second poll of the whole connection per request.
     done: Notify,
     evict: Notify,
 }
@@ -117,12 +123,14 @@ enum Verdict {
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(idle: Duration) -> Self {
         Self {
             born: Instant::now(),
             in_flight: AtomicUsize::new(0),
             seen_request: AtomicBool::new(false),
             last_done: AtomicU64::new(0),
+            idle_nanos: nanos(idle),
+            armed: AtomicU64::new(u64::MAX),
             done: Notify::new(),
             evict: Notify::new(),
         }
@@ -132,6 +140,12 @@ impl Activity {
         self.seen_request.store(true, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         RequestGuard(self.clone())
+    }
+
+    /// The driver looks next at `at`.
+    fn arm(&self, at: Instant) {
+        let after_born = at.saturating_duration_since(self.born);
+        self.armed.store(nanos(after_born), Ordering::SeqCst);
     }
 
     fn idle_since(&self) -> Instant {
@@ -178,12 +192,21 @@ struct RequestGuard(Arc<Activity>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let a = &self.0;
-        let nanos = u64::try_from(a.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let done = nanos(a.born.elapsed());
         // Written before the count drops, so that a check seeing 0 sees this time.
-        a.last_done.store(nanos, Ordering::Release);
+        a.last_done.store(done, Ordering::Release);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
-        a.done.notify_one();
+        // A check armed at or before the new deadline finds the connection idle, or in
+        // flight again, and re-arms from `last_done`: no wake-up needed. (The driver arms
+        // before it waits; one that reads stale state and arms late is seen here.)
+        if a.armed.load(Ordering::SeqCst) > done.saturating_add(a.idle_nanos) {
+            a.done.notify_one();
+        }
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One listening port: its connection cap and the connections it may evict.
@@ -197,8 +220,8 @@ struct Port {
 }
 
 impl Port {
-    fn register(&self) -> Arc<Activity> {
-        let activity = Arc::new(Activity::new());
+    fn register(&self, idle: Duration) -> Arc<Activity> {
+        let activity = Arc::new(Activity::new(idle));
         let mut list = self
             .connections
             .lock()
@@ -350,7 +373,7 @@ pub async fn serve(endpoint: Endpoint, mut phase: watch::Receiver<Phase>) {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let activity = port.register();
+        let activity = port.register(limits.idle);
         let open = OpenGuard::new(port.clone());
         let (router, tls, phase) = (router.clone(), tls.clone(), phase.clone());
         let (h1, h2) = (h1.clone(), h2.clone());
@@ -426,6 +449,7 @@ where
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut check_at = activity.born + limits.first_request;
+    activity.arm(check_at);
     let reason = loop {
         let check = tokio::select! {
             result = connection.as_mut() => {
@@ -452,7 +476,10 @@ where
         };
         if check {
             match activity.verdict(Instant::now(), limits) {
-                Verdict::Keep(at) => check_at = at,
+                Verdict::Keep(at) => {
+                    check_at = at;
+                    activity.arm(at);
+                }
                 Verdict::Close(reason) => break Some(reason),
             }
         }
@@ -482,6 +509,52 @@ async fn sleep_at_most(d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the driver was woken (a `notify_one` left its permit).
+    async fn woken(a: &Activity) -> bool {
+        tokio::time::timeout(Duration::ZERO, a.done.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_request_ending_wakes_the_driver_only_when_its_check_comes_too_late() {
+        let idle = Duration::from_secs(1);
+        let limits = Limits {
+            first_request: Duration::from_secs(60),
+            idle,
+            max_connections: 1,
+        };
+        let a = Arc::new(Activity::new(idle));
+        // The driver has not armed yet: woken, whatever it read.
+        drop(a.start_request());
+        assert!(woken(&a).await);
+        // Armed at the first-request deadline, after the idle deadline: woken.
+        a.arm(a.born + limits.first_request);
+        drop(a.start_request());
+        assert!(woken(&a).await);
+        // Armed before the idle deadline (as while a request was in flight): not woken ...
+        let armed = Instant::now() + idle / 2;
+        a.arm(armed);
+        drop(a.start_request());
+        assert!(!woken(&a).await);
+        // ... and the check then re-arms at the request's end plus the idle timeout.
+        match a.verdict(armed, &limits) {
+            Verdict::Keep(at) => {
+                assert_eq!(at, a.idle_since() + idle);
+                assert!(at > armed);
+            }
+            Verdict::Close(reason) => panic!("closed ({reason}) before the idle timeout"),
+        }
+        match a.verdict(a.idle_since() + idle, &limits) {
+            Verdict::Keep(_) => panic!("kept past the idle timeout"),
+            Verdict::Close(reason) => assert_eq!(reason, "idle_timeout"),
+        }
+        // A request in flight at the check: looked at again an idle timeout later.
+        let _in_flight = a.start_request();
+        let now = Instant::now();
+        assert!(matches!(a.verdict(now, &limits), Verdict::Keep(at) if at == now + idle));
+    }
 
     #[test]
     fn the_connection_cap_fits_the_descriptor_limit() {
