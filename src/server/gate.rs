@@ -27,8 +27,9 @@
 //! retried although the same object would be just as slow again.
 use std::{
     cell::Cell,
+    collections::VecDeque,
     fmt,
-    sync::Arc,
+    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -157,10 +158,24 @@ pub struct Gate {
     /// In KiB, so that a 7 MiB body fits a `u32` permit count.
     budget: Arc<Semaphore>,
     /// The decision threads' queue; they end when it closes (the gate is dropped).
-    jobs: std::sync::mpsc::SyncSender<Job>,
+    jobs: Arc<Jobs>,
     timeout: Duration,
     slow: Option<SlowDecisions>,
     metrics: Arc<Metrics>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.jobs.close();
+    }
+}
+
+impl fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jobs")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Budget held by one request until its decision has returned.
@@ -196,32 +211,98 @@ impl Head {
 /// One queued decision.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Starts `threads` decision threads taking jobs from a queue of `capacity`. A thread that
-/// finishes a job takes the next queued one without sleeping, so under load no request pays
-/// for waking a thread (which tokio's elastic blocking pool does for every task).
-fn decision_threads(threads: usize, capacity: usize) -> std::sync::mpsc::SyncSender<Job> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(capacity);
-    let rx = Arc::new(std::sync::Mutex::new(rx));
-    for i in 0..threads.max(1) {
-        let rx = rx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("decision-{i}"))
-            .spawn(move || {
-                loop {
-                    let job = match rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => break,
-                    };
-                    let Ok(job) = job else { break };
-                    // A panic fails that request (its answer channel is dropped), not the thread.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                }
-            });
-        if let Err(e) = spawned {
-            warn!(error = %e, "cannot start a decision thread");
+/// The decision threads' queue: bounded, and waking exactly one idle thread per job, and
+/// none when every thread is busy (a busy thread takes the next job without sleeping). A
+/// channel's receiver shared behind a mutex would wake two threads per job: the one that
+/// receives, and the next one waiting for the mutex, only for it to wait again.
+struct Jobs {
+    state: Mutex<Queue>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job: a push wakes one only if there is one.
+    idle: usize,
+    /// Set when the gate is dropped: the threads end once the queue is empty.
+    closed: bool,
+}
+
+impl Jobs {
+    /// Starts `threads` decision threads taking jobs from a queue of `capacity`.
+    fn start(threads: usize, capacity: usize) -> Arc<Self> {
+        let jobs = Arc::new(Self {
+            state: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                idle: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity,
+        });
+        for i in 0..threads.max(1) {
+            let queue = jobs.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("decision-{i}"))
+                .spawn(move || {
+                    while let Some(job) = queue.next() {
+                        // A panic fails that request (its answer channel is dropped), not the
+                        // thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start a decision thread");
+            }
+        }
+        jobs
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Jobs run outside the lock (and unwind inside catch_unwind): nothing can poison it
+        // half-way through a change.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job, or gives it back when the queue is full.
+    fn push(&self, job: Job) -> Result<(), Job> {
+        let mut queue = self.lock();
+        if queue.jobs.len() >= self.capacity {
+            return Err(job);
+        }
+        queue.jobs.push_back(job);
+        let wake = queue.idle > 0;
+        drop(queue);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The next job, waiting for one; `None` once the gate is gone and the queue is empty.
+    fn next(&self) -> Option<Job> {
+        let mut queue = self.lock();
+        loop {
+            if let Some(job) = queue.jobs.pop_front() {
+                return Some(job);
+            }
+            if queue.closed {
+                return None;
+            }
+            queue.idle += 1;
+            queue = self
+                .ready
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.idle -= 1;
         }
     }
-    tx
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
 }
 
 fn kib(bytes: usize) -> u32 {
@@ -235,7 +316,7 @@ impl Gate {
         let capacity = budget / kib(MIN_CHARGE) as usize;
         Self {
             budget: Arc::new(Semaphore::new(budget)),
-            jobs: decision_threads(limits.concurrent_decisions, capacity),
+            jobs: Jobs::start(limits.concurrent_decisions, capacity),
             timeout: limits.decision_timeout,
             slow: limits.slow.clone(),
             metrics,
@@ -325,7 +406,7 @@ impl Gate {
             }
             let _ = done_tx.send(decide(&body));
         });
-        if self.jobs.try_send(job).is_err() {
+        if self.jobs.push(job).is_err() {
             return self.shed(endpoint, "decision queue full");
         }
         match tokio::time::timeout_at(deadline.into(), done_rx).await {
@@ -500,5 +581,44 @@ mod tests {
         );
         drop(held);
         assert!(gate.reserve(&big).is_some());
+    }
+
+    #[test]
+    fn the_queue_is_bounded_runs_every_job_and_ends_its_threads_when_closed() {
+        use std::sync::mpsc;
+        let jobs = Jobs::start(1, 2);
+        let (ran, done) = mpsc::channel();
+        let (release, wait) = mpsc::channel::<()>();
+        // The one thread is held by the first job; two more fill the queue.
+        let (started, running) = mpsc::channel();
+        let first = ran.clone();
+        let pushed = jobs.push(Box::new(move || {
+            started.send(()).unwrap();
+            wait.recv().unwrap();
+            first.send(0).unwrap();
+        }));
+        assert!(pushed.is_ok());
+        running.recv().unwrap();
+        for n in 1..=2 {
+            let ran = ran.clone();
+            assert!(jobs.push(Box::new(move || ran.send(n).unwrap())).is_ok());
+        }
+        assert!(jobs.push(Box::new(|| {})).is_err(), "a full queue refuses");
+        release.send(()).unwrap();
+        let order: Vec<i32> = (0..3).map(|_| done.recv().unwrap()).collect();
+        assert_eq!(order, [0, 1, 2], "every job, in order");
+        // A panicking job fails alone: the thread takes the next one.
+        assert!(jobs.push(Box::new(|| panic!("a decision panics"))).is_ok());
+        let after = ran.clone();
+        assert!(jobs.push(Box::new(move || after.send(3).unwrap())).is_ok());
+        assert_eq!(done.recv().unwrap(), 3);
+        // Closed: the thread ends and drops the queue, so only this handle is left.
+        jobs.close();
+        drop(ran);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&jobs) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(Arc::strong_count(&jobs), 1, "the decision thread ended");
     }
 }
