@@ -11,7 +11,8 @@
 #   benches/profile.sh [BIN] [SECONDS] [RATE]
 #
 # BIN defaults to target/release/kubevirt-net-webhook (`floor`: examples/floor.rs, built with
-# `--example floor`); line tables are needed for the stacks
+# `--example floor`; `empty`: the same-stack empty webhook of `loadtest --compare`, served by
+# the loadtest binary, to split what our stack costs beyond the floor); line tables are needed for the stacks
 # through inlined code, they do not change the code. PERF_DATA=FILE keeps the samples. Needs `perf` (linux-perf) and a quiet
 # machine: the load generator runs beside the server.
 set -euo pipefail
@@ -32,6 +33,11 @@ if [ "$bin" = floor ]; then
   # The independent floor of `loadtest --compare` (examples/floor.rs), for comparison.
   target/release/examples/floor --tls-cert "$dir/tls.crt" --tls-key "$dir/tls.key" \
     --listen "$listen" &
+  pid=$!
+  sleep 1
+elif [ "$bin" = empty ]; then
+  # Logs as `deploy/` does (JSON, a line per request), to /dev/null.
+  "$loadtest" --serve-empty "$listen" "$dir" --logs json 2>/dev/null &
   pid=$!
   sleep 1
 else
