@@ -275,6 +275,16 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// How a column names its build: the file name, or the whole path when two builds share it.
+fn build_name(bin: &Path, all: &[PathBuf]) -> String {
+    let file = |p: &Path| p.file_name().unwrap_or_default().to_os_string();
+    if all.iter().filter(|b| file(b) == file(bin)).count() > 1 {
+        bin.display().to_string()
+    } else {
+        file(bin).to_string_lossy().into_owned()
+    }
+}
+
 /// A server of `--compare`: a process of its own, killed when dropped.
 struct Server {
     name: String,
@@ -439,10 +449,7 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
             let path = endpoint.path();
             let name = match webhook_bins.len() {
                 1 => format!("`{path}`"),
-                _ => format!(
-                    "`{path}` {}",
-                    bin.file_name().unwrap_or_default().to_string_lossy()
-                ),
+                _ => format!("`{path}` {}", build_name(bin, &webhook_bins)),
             };
             let addr = free_addr();
             columns.push((name, path, webhook(bin, addr), addr));
