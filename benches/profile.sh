@@ -10,11 +10,12 @@
 #     cargo build --release --bin kubevirt-net-webhook --example loadtest
 #   benches/profile.sh [BIN] [SECONDS] [RATE]
 #
-# BIN defaults to target/release/kubevirt-net-webhook (`floor`: examples/floor.rs, built with
-# `--example floor`; `empty`: the same-stack empty webhook of `loadtest --compare`, served by
-# the loadtest binary, to split what our stack costs beyond the floor); line tables are needed for the stacks
-# through inlined code, they do not change the code. PERF_DATA=FILE keeps the samples. Needs `perf` (linux-perf) and a quiet
-# machine: the load generator runs beside the server.
+# BIN defaults to target/release/kubevirt-net-webhook. `floor` is examples/floor.rs (built with
+# `--example floor`); `empty` is the same-stack empty webhook of `loadtest --compare`, served
+# by the loadtest binary, to split what our stack costs beyond the floor. Line tables are
+# needed for the stacks through inlined code; they do not change the code. PERF_DATA=FILE
+# keeps the samples. Needs `perf` (linux-perf) and a quiet machine: the load generator runs
+# beside the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/kubevirt-net-webhook}

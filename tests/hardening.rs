@@ -282,14 +282,10 @@ async fn the_idle_clock_starts_again_at_each_request() {
     });
     let mut answered = Instant::now();
     for _ in 0..4 {
-        let request = hyper::Request::get("https://localhost/healthz")
-            .header("host", "localhost")
-            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-            .unwrap();
         let response = within(
             FAST,
             "a request on the kept connection",
-            send.send_request(request),
+            send.send_request(healthz_request()),
         )
         .await
         .expect("the connection is still open");
@@ -298,6 +294,14 @@ async fn the_idle_clock_starts_again_at_each_request() {
         tokio::time::sleep(idle * 5 / 8).await;
     }
     closed_after_idle(connection, answered, idle, "http/1.1").await;
+}
+
+/// A GET of `/healthz` for a hyper client connection.
+fn healthz_request() -> hyper::Request<http_body_util::Empty<hyper::body::Bytes>> {
+    hyper::Request::get("https://localhost/healthz")
+        .header("host", "localhost")
+        .body(http_body_util::Empty::new())
+        .unwrap()
 }
 
 /// The connection task ends (the server closed it) an idle timeout after `answered`: not
@@ -327,12 +331,6 @@ async fn idle_keep_alive_connections_are_closed() {
             .await
             .unwrap();
         let io = hyper_util::rt::TokioIo::new(stream);
-        let request = || {
-            hyper::Request::get("https://localhost/healthz")
-                .header("host", "localhost")
-                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-                .unwrap()
-        };
         // The request handle is kept: dropping it would make the client close the connection.
         let (connection, _sender, answered): (_, Box<dyn std::any::Any + Send>, _) =
             if alpn == b"h2" {
@@ -343,14 +341,20 @@ async fn idle_keep_alive_connections_are_closed() {
                 let connection = tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                assert_eq!(send.send_request(request()).await.unwrap().status(), 200);
+                assert_eq!(
+                    send.send_request(healthz_request()).await.unwrap().status(),
+                    200
+                );
                 (connection, Box::new(send), Instant::now())
             } else {
                 let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
                 let connection = tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                assert_eq!(send.send_request(request()).await.unwrap().status(), 200);
+                assert_eq!(
+                    send.send_request(healthz_request()).await.unwrap().status(),
+                    200
+                );
                 (connection, Box::new(send), Instant::now())
             };
         // The connection task ends when the server closes (HTTP/2: after its GOAWAY).
