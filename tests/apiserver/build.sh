@@ -21,7 +21,9 @@ mkdir -p "$cache"
 # Go: the one on PATH, else where these machines have it.
 go=$(command -v go || echo /usr/local/go/bin/go)
 
-if "$cache/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $version"; then
+# Under pipefail, a reader that stops early (grep -q, head) can kill the writer with SIGPIPE
+# and fail the pipeline (exit 141): compare the whole output instead.
+if [ "$("$cache/kube-apiserver" --version 2>/dev/null || true)" = "Kubernetes $version" ]; then
     echo "kube-apiserver $version: cached in $cache" >&2
 else
     echo "kube-apiserver $version: building (several minutes on 2 cores)" >&2
@@ -57,6 +59,7 @@ if ! command -v etcd >/dev/null && [ ! -x /usr/bin/etcd ]; then
     $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$cache/etcd"
-"$cache/etcd" --version | head -n 1 >&2
+etcd_version=$("$cache/etcd" --version)
+echo "${etcd_version%%$'\n'*}" >&2
 
 echo "$cache"

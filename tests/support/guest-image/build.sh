@@ -36,16 +36,18 @@ host_mirror() {
         [ -f "$f" ] || continue
         # deb822 stanzas: the URIs of the first one whose Suites name the plain suite.
         awk -v suite="$suite" '
-            /^[[:space:]]*$/ { if (uris != "" && ok) { print uris; exit } uris = ""; ok = 0; next }
+            /^[[:space:]]*$/ { if (uris != "" && ok) { print uris; done = 1; exit } uris = ""; ok = 0; next }
             /^URIs:/ { uris = $2 }
             /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) ok = 1 }
-            END { if (uris != "" && ok) print uris }' "$f" | head -n1
+            END { if (!done && uris != "" && ok) print uris }' "$f"
     done
     if [ -f /etc/apt/sources.list ]; then
         awk -v suite="$suite" '$1 == "deb" && $3 == suite { print $2; exit }' /etc/apt/sources.list
     fi
 }
-mirror=${KVNW_GUEST_MIRROR:-$(host_mirror | head -n1)}
+# sed, not head: head would stop reading early, and under pipefail the writer's SIGPIPE (141)
+# would fail the script.
+mirror=${KVNW_GUEST_MIRROR:-$(host_mirror | sed -n 1p)}
 mirror=${mirror:-http://deb.debian.org/debian}
 
 for tool in debootstrap mke2fs; do
