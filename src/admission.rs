@@ -111,7 +111,14 @@ enum Inner {
 
 /// Reads an AdmissionReview body.
 pub fn parse(body: &[u8]) -> Result<Parsed, NotAReview> {
-    match serde_json::from_slice::<OnePassReview>(body) {
+    // Valid UTF-8 is checked once, in one fast pass over the whole body, so that the decoder
+    // need not check each string it reads (serde_json's `from_str` trusts its input); a body
+    // that is not UTF-8 gets the byte decoder, and with it the same error as always.
+    let decoded = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<OnePassReview>(text),
+        Err(_) => serde_json::from_slice::<OnePassReview>(body),
+    };
+    match decoded {
         Ok(review) => {
             if !VERSIONS.contains(&review.api_version.as_str()) || review.kind != REVIEW_KIND {
                 return Err(NotAReview::WrongKind);
@@ -809,6 +816,43 @@ mod tests {
         let r = ask(&wrong_type, Endpoint::Mutate).unwrap();
         assert_eq!((r.uid(), r.allowed()), ("u-2", false));
         assert!(r.message().contains("cannot decode"), "{}", r.message());
+    }
+
+    /// A UTF-8 body is decoded as text (no check per string), any other as bytes: both
+    /// paths read escapes alike, and a body with a byte that is not UTF-8 is answered as
+    /// undecodable, with its uid, as the byte decoder always did.
+    #[test]
+    fn text_and_byte_bodies_decode_alike() {
+        // Escapes in strings and in a key, and a raw two-byte character.
+        let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-\u00e9","kind":{"group":"kubevirt.io","version":"v1","kind":"VirtualMachine"},"resource":{"group":"kubevirt.io","version":"v1","resource":"virtualmachines"},"userInfo":{},"operation":"CREATE","object":{"metadata":{"name":"vm-é\n"},"sp\u0065c":{}}}}"#;
+        let text = parse(body.as_bytes()).unwrap();
+        let request = text.request().unwrap();
+        let bytes = serde_json::from_slice::<OnePassReview>(body.as_bytes())
+            .map(|review| review.request.unwrap().0)
+            .unwrap();
+        assert_eq!(
+            (request.uid.as_str(), &request.object),
+            (bytes.uid.as_str(), &bytes.object)
+        );
+        let object = request.object.as_ref().unwrap();
+        assert_eq!(request.uid, "u-\u{e9}");
+        assert_eq!(object.metadata.name.as_deref(), Some("vm-\u{e9}\n"));
+        assert_eq!(object.data["spec"], json!({}));
+
+        let mut invalid = body.as_bytes().to_vec();
+        let at = invalid.iter().position(|&b| b == 0xc3).unwrap();
+        invalid[at] = 0xff;
+        let answer = parse(&invalid).unwrap().answer(
+            Endpoint::Validate,
+            &Inventory::new(),
+            &Config::default(),
+        );
+        assert_eq!((answer.uid(), answer.allowed()), ("u-\u{e9}", false));
+        assert!(
+            answer.message().contains("cannot decode"),
+            "{}",
+            answer.message()
+        );
     }
 
     #[test]
