@@ -146,6 +146,13 @@ fn bench_admission(c: &mut Criterion) {
     c.bench_function("admission decode only 3-nic", |b| {
         b.iter(|| admission::parse(black_box(&body)).unwrap())
     });
+    // The response body of the `/mutate` answer (its patch holds a network config).
+    let answer = admission::parse(&body)
+        .unwrap()
+        .answer(Endpoint::Mutate, &inv, &config);
+    c.bench_function("admission encode only 3-nic mutate", |b| {
+        b.iter(|| black_box(&answer).to_vec())
+    });
 }
 
 /// Ratcheting's cost (SPEC §2.11): `/validate` of a 3-NIC VM's CREATE, of an UPDATE without a

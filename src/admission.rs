@@ -635,6 +635,17 @@ pub fn operation_name(operation: &Operation) -> &'static str {
     }
 }
 
+/// `bytes` in base64 as a JSON string, written out as it is: base64's alphabet needs no
+/// escaping, and the serializer would otherwise check each of its bytes (a few KiB for a
+/// patch with a network config).
+fn base64_string(bytes: &[u8]) -> Box<serde_json::value::RawValue> {
+    let mut quoted = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
+    quoted.push('"');
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut quoted);
+    quoted.push('"');
+    serde_json::value::RawValue::from_string(quoted).expect("base64 in quotes is a JSON string")
+}
+
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Wire<'a> {
@@ -650,7 +661,7 @@ struct WireResponse<'a> {
     allowed: bool,
     status: &'a kube::core::Status,
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
+    patch: Option<Box<serde_json::value::RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -727,10 +738,7 @@ impl Answer {
                 uid: &r.uid,
                 allowed: r.allowed,
                 status: &r.result,
-                patch: r
-                    .patch
-                    .as_deref()
-                    .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+                patch: r.patch.as_deref().map(base64_string),
                 patch_type: r.patch.as_ref().map(|_| "JSONPatch"),
                 audit_annotations: (!r.audit_annotations.is_empty())
                     .then_some(&r.audit_annotations),
@@ -741,7 +749,13 @@ impl Answer {
 
     /// The response body.
     pub fn to_vec(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.wire()).expect("AdmissionReviews serialize")
+        let wire = self.wire();
+        // Sized for the usual answer (uid, status, warnings) beside the patch, so that it
+        // is written without growing.
+        let patch = wire.response.patch.as_ref().map_or(0, |p| p.get().len());
+        let mut out = Vec::with_capacity(patch + 1024);
+        serde_json::to_writer(&mut out, &wire).expect("AdmissionReviews serialize");
+        out
     }
 
     /// The response as JSON.
@@ -922,6 +936,33 @@ mod tests {
             assert_eq!(answer.to_value()["apiVersion"], version);
             assert!(!answer.patch().0.is_empty(), "a MAC is set");
         }
+    }
+
+    /// The body on the wire carries the patch as base64 of the response's patch bytes, in a
+    /// JSON string, and says the same as `to_value`.
+    #[test]
+    fn the_wire_patch_is_the_base64_of_the_patch() {
+        let vm = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "v", "namespace": "ns"},
+            "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}]}},
+                "networks": [{"name": "default", "pod": {}}]}}}});
+        let answer = Parsed::manifest(&vm, None).unwrap().answer(
+            Endpoint::Mutate,
+            &Inventory::new(),
+            &Config::default(),
+        );
+        let patch = answer.response().patch.clone().expect("a MAC is assigned");
+        let wire: Value = serde_json::from_slice(&answer.to_vec()).unwrap();
+        assert_eq!(wire, answer.to_value());
+        assert_eq!(wire["response"]["patchType"], "JSONPatch");
+        let sent = wire["response"]["patch"].as_str().unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(sent)
+                .unwrap(),
+            patch
+        );
+        assert!(!answer.patch().0.is_empty());
     }
 
     #[test]
