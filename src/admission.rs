@@ -771,8 +771,12 @@ mod tests {
     use super::*;
 
     fn ask(body: &Value, endpoint: Endpoint) -> Result<Answer, NotAReview> {
-        parse(body.to_string().as_bytes())
-            .map(|p| p.answer(endpoint, &Inventory::new(), &Config::default()))
+        ask_bytes(body.to_string().as_bytes(), endpoint)
+    }
+
+    /// [`ask`] with the body as it comes over the wire.
+    fn ask_bytes(body: &[u8], endpoint: Endpoint) -> Result<Answer, NotAReview> {
+        parse(body).map(|p| p.answer(endpoint, &Inventory::new(), &Config::default()))
     }
 
     fn review(api_version: &str, request: Value) -> Value {
@@ -856,11 +860,7 @@ mod tests {
         let mut invalid = body.as_bytes().to_vec();
         let at = invalid.iter().position(|&b| b == 0xc3).unwrap();
         invalid[at] = 0xff;
-        let answer = parse(&invalid).unwrap().answer(
-            Endpoint::Validate,
-            &Inventory::new(),
-            &Config::default(),
-        );
+        let answer = ask_bytes(&invalid, Endpoint::Validate).unwrap();
         assert_eq!((answer.uid(), answer.allowed()), ("u-\u{e9}", false));
         assert!(
             answer.message().contains("cannot decode"),
@@ -875,11 +875,7 @@ mod tests {
         let body = format!(
             r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"deep-1","kind":{{"group":"kubevirt.io","version":"v1","kind":"VirtualMachine"}},"operation":"CREATE","object":{{"spec":{deep}}}}}}}"#
         );
-        let answer = parse(body.as_bytes()).unwrap().answer(
-            Endpoint::Mutate,
-            &Inventory::new(),
-            &Config::default(),
-        );
+        let answer = ask_bytes(body.as_bytes(), Endpoint::Mutate).unwrap();
         assert_eq!((answer.uid(), answer.allowed()), ("deep-1", false));
         assert!(
             answer.message().contains("recursion limit"),

@@ -170,14 +170,6 @@ impl Drop for Gate {
     }
 }
 
-impl fmt::Debug for Jobs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jobs")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Budget held by one request until its decision has returned.
 #[derive(Debug)]
 pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
@@ -219,6 +211,14 @@ struct Jobs {
     state: Mutex<Queue>,
     ready: Condvar,
     capacity: usize,
+}
+
+impl fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jobs")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Queue {
