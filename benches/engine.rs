@@ -206,5 +206,47 @@ fn bench_ratchet(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_pools, bench_admission, bench_ratchet);
+/// The server's log line per request (SPEC §3), as `serve --log-format json` writes it, with
+/// our formatter and with tracing-subscriber's stock JSON one, to a writer that drops it.
+fn bench_log_line(c: &mut Criterion) {
+    use kubevirt_net_webhook::{cmd::json_log, server::logfmt::Escaped};
+    fn line() {
+        tracing::info!(
+            uid = %Escaped("705ab4f5-6393-11e8-b7cc-42010a800002"),
+            kind = %Escaped("VirtualMachine"),
+            namespace = %Escaped("tenant-a"),
+            name = %Escaped("ubuntu-vm"),
+            operation = "CREATE",
+            dry_run = false,
+            allowed = true,
+            latency_ms = 0.0123,
+            endpoint = "/mutate",
+            "admission"
+        );
+    }
+    let ours = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .fmt_fields(json_log::JsonLinesFields::new())
+        .event_format(json_log::JsonLines::default())
+        .finish();
+    tracing::subscriber::with_default(ours, || {
+        c.bench_function("log line admission ours", |b| b.iter(line));
+    });
+    let stock = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .json()
+        .finish();
+    tracing::subscriber::with_default(stock, || {
+        c.bench_function("log line admission stock json", |b| b.iter(line));
+    });
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_pools,
+    bench_admission,
+    bench_ratchet,
+    bench_log_line
+);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per job, all over the same engine.
 pub mod audit;
 pub mod certs;
+pub mod json_log;
 pub mod mac;
 pub mod review;
 
@@ -123,6 +124,9 @@ pub fn init_tracing(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder
+            .fmt_fields(json_log::JsonLinesFields::new())
+            .event_format(json_log::JsonLines::default())
+            .init(),
     }
 }
