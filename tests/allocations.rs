@@ -14,6 +14,7 @@ use std::{
 
 use kubevirt_net_webhook::{
     admission::{self, Endpoint},
+    cmd::json_log,
     engine::{self, Request},
     model::config::Config,
 };
@@ -120,8 +121,8 @@ const VALIDATE: u64 = 36;
 const ADMISSION_MUTATE: u64 = 220;
 /// Per request through the server, on a keep-alive HTTP/1.1 connection over TLS, logging a
 /// JSON line as deploy/ does.
-const SERVER_MUTATE: u64 = 222;
-const SERVER_VALIDATE: u64 = 212;
+const SERVER_MUTATE: u64 = 220;
+const SERVER_VALIDATE: u64 = 210;
 
 #[test]
 fn a_decision_stays_within_its_allocation_budget() {
@@ -170,8 +171,10 @@ fn a_decision_stays_within_its_allocation_budget() {
 #[test]
 fn a_request_through_the_server_stays_within_its_allocation_budget() {
     const REQUESTS: u64 = 500;
+    // `--log-format json`, as deploy/ runs the server.
     tracing_subscriber::fmt()
-        .json()
+        .fmt_fields(json_log::JsonLinesFields::new())
+        .event_format(json_log::JsonLines::default())
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(std::io::sink)
         .init();

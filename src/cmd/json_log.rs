@@ -69,7 +69,8 @@ where
 /// `{"timestamp":…,"level":…,"fields":{…},"target":…}`, in the stock formatter's order.
 fn line(event: &Event<'_>) -> serde_json::Result<Vec<u8>> {
     let meta = event.metadata();
-    let mut stamp = String::with_capacity(32);
+    // The timestamp is formatted in the scratch space that `Debug` values reuse later.
+    let mut stamp = String::with_capacity(64);
     SystemTime
         .format_time(&mut Writer::new(&mut stamp))
         .map_err(serde::ser::Error::custom)?;
@@ -81,6 +82,7 @@ fn line(event: &Event<'_>) -> serde_json::Result<Vec<u8>> {
     };
     fields.out.extend_from_slice(b"{\"timestamp\":");
     fields.value(stamp.as_str());
+    fields.text = stamp;
     fields.out.extend_from_slice(b",\"level\":");
     fields.value(meta.level().as_str());
     fields.out.extend_from_slice(b",\"fields\":{");
