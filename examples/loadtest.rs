@@ -18,8 +18,8 @@
 //! `--compare` measures four webhooks, each a process of its own started here on loopback:
 //! the independent floor (`examples/floor.rs`: axum + axum-server/rustls, reads only the uid,
 //! allows; no code of this project's server), the empty webhook on this project's stack
-//! (`server::baseline_router`: the same TLS, connections and axum as `serve`; it reads the
-//! AdmissionReview as JSON, echoes the uid, allows; run by this binary itself), and
+//! (`server::baseline_router`: the same TLS, connections and axum as `serve`; like the floor
+//! it reads only the uid, borrowed, and allows; run by this binary itself), and
 //! `kubevirt-net-webhook serve` (`--nads`/`--vms` from the test cases, no cluster) for
 //! `/mutate` and for `/validate`. Each is loaded saturated, then at `--rate` (default 5,000
 //! req/s), in turns whose order rotates every round; at the fixed rate the server process's

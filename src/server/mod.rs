@@ -699,19 +699,25 @@ pub fn webhook_router(shared: Arc<Shared>, request_timeout: Duration) -> Router 
 }
 
 /// The empty webhook on the same stack (TLS, connections, axum, body limit, timeout): reads
-/// the AdmissionReview as JSON, echoes the uid, allows. What `/mutate` costs beyond it is
-/// what the webhook itself costs (`examples/loadtest.rs --compare`).
+/// only the request's uid, borrowed from the body, and allows, as the independent floor of
+/// `examples/floor.rs` does, so that the two differ in the stack alone. What `/mutate` costs
+/// beyond it is what the webhook itself costs (`examples/loadtest.rs --compare`).
 pub fn baseline_router(request_timeout: Duration) -> Router {
+    #[derive(serde::Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: ReviewRequest<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReviewRequest<'a> {
+        uid: &'a str,
+    }
     async fn echo(body: Bytes) -> Response {
-        let review: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let uid = review.pointer("/request/uid").cloned().unwrap_or_default();
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                "response": {"uid": uid, "allowed": true}})
-            .to_string(),
-        )
-            .into_response()
+        let review = serde_json::from_slice::<Review>(&body);
+        let uid = review.as_ref().map_or("", |r| r.request.uid);
+        axum::Json(serde_json::json!({"apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview", "response": {"uid": uid, "allowed": true}}))
+        .into_response()
     }
     Router::new()
         .route("/mutate", post(echo))
@@ -728,4 +734,36 @@ pub fn admin_router(shared: Arc<Shared>, request_timeout: Duration) -> Router {
         .route("/readyz", get(readyz))
         .layer(timeout_layer(request_timeout))
         .with_state(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// The empty webhook of `loadtest --compare` answers as the floor does: the uid back,
+    /// allowed, whatever else the review holds.
+    #[tokio::test]
+    async fn the_empty_webhook_echoes_the_uid_and_allows() {
+        let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview", "request": {"uid": "u-7", "object": {"a": [1, 2]}}});
+        let request = axum::http::Request::post("/mutate")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = baseline_router(Duration::from_secs(1))
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            answer,
+            serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": "u-7", "allowed": true}})
+        );
+    }
 }
