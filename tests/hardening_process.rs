@@ -40,6 +40,11 @@ impl Served {
     /// Starts with plain logs, `--nads`/`--vms` from the test cases, under `ulimit -n` when
     /// given, and waits for its "serving" line.
     fn start(extra: &[&str], nofile: Option<u32>) -> Self {
+        Self::start_logging("plain", extra, nofile)
+    }
+
+    /// [`Served::start`] with logs in `format` (`plain` or `json`).
+    fn start_logging(format: &str, extra: &[&str], nofile: Option<u32>) -> Self {
         let ca = Ca::new();
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = ca.leaf().write_to(dir.path());
@@ -48,7 +53,7 @@ impl Served {
         let mut args: Vec<String> = [
             "serve",
             "--log-format",
-            "plain",
+            format,
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
@@ -102,7 +107,10 @@ impl Served {
             seen: Vec::new(),
             _dir: dir,
         };
-        served.wait_for_line(|l| l.contains("server: serving "), Duration::from_secs(20));
+        let serving = |l: &str| {
+            l.contains("server: serving ") || l.contains(r#""fields":{"message":"serving""#)
+        };
+        served.wait_for_line(serving, Duration::from_secs(20));
         served
     }
 
@@ -287,6 +295,59 @@ async fn log_lines_escape_and_cut_client_strings() {
             .iter()
             .any(|l| l.starts_with("INFO kubevirt_net_webhook: forged")),
         "a forged line got through:\n{}",
+        lines.join("\n")
+    );
+}
+
+/// `--log-format json` as deploy/ runs it: the request's line is one JSON object with the
+/// fields SPEC §3 names, client strings escaped and cut as in plain lines, and nothing a
+/// client sends can split it into two lines.
+#[tokio::test]
+async fn json_log_lines_are_one_object_per_request() {
+    let mut server = Served::start_logging("json", &[], None);
+    let mut http = Http::tls(server.addr, server.ca.client_config(&[b"http/1.1"])).await;
+    let uid = format!("u\"{}", "x".repeat(1 << 20));
+    let mut review = seed_review(&uid);
+    let forged = "evil\n{\"level\":\"INFO\"}\u{1b}[2J";
+    review["request"]["name"] = json!(forged);
+    review["request"]["object"]["metadata"]["name"] = json!(forged);
+    let (status, answer) = http.post_json("/mutate", &review).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["response"]["uid"], json!(uid));
+
+    let line = server.wait_for_line(
+        |l| l.contains(r#""message":"admission""#),
+        Duration::from_secs(10),
+    );
+    assert!(line.len() < 2000, "a {}-byte log line", line.len());
+    let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(logged["level"], "INFO", "{line}");
+    assert_eq!(logged["target"], "kubevirt_net_webhook::server", "{line}");
+    let fields = &logged["fields"];
+    assert_eq!(
+        fields["name"], "evil\\n{\"level\":\"INFO\"}\\u{1b}[2J",
+        "{line}"
+    );
+    assert!(
+        fields["uid"].as_str().unwrap().ends_with("more bytes)"),
+        "{line}"
+    );
+    assert_eq!(fields["kind"], "VirtualMachine", "{line}");
+    assert_eq!(fields["operation"], "CREATE", "{line}");
+    assert_eq!(fields["dry_run"], false, "{line}");
+    assert_eq!(fields["allowed"], true, "{line}");
+    assert_eq!(fields["endpoint"], "mutate", "{line}");
+    assert!(fields["latency_ms"].as_f64().unwrap() > 0.0, "{line}");
+    assert!(
+        logged["timestamp"].as_str().unwrap().ends_with('Z'),
+        "{line}"
+    );
+    let lines = server.drain_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "a line that is not JSON:\n{}",
         lines.join("\n")
     );
 }
