@@ -22,8 +22,11 @@
 //! it reads only the uid, borrowed, and allows; run by this binary itself), and
 //! `kubevirt-net-webhook serve` (`--nads`/`--vms` from the test cases, no cluster) for
 //! `/mutate` and for `/validate`. Each is loaded saturated, then at `--rate` (default 5,000
-//! req/s), in turns whose order rotates every round; at the fixed rate the server process's
-//! CPU time (utime + stime of `/proc/PID/stat`) is divided by the requests answered. It prints
+//! req/s), in turns whose order rotates every round; the server process's CPU time (utime +
+//! stime of `/proc/PID/stat`) is divided by the requests answered, at the fixed rate and
+//! saturated, and saturated also by the run's time: the cores the server kept busy, which on
+//! a machine shared with the load generator is as much a part of its saturation as what each
+//! request cost it. It prints
 //! a Markdown table: medians over the rounds, and ratios to the floor that are the medians of
 //! the rounds' own ratios. The floor and the webhook are the binaries beside this one:
 //!
@@ -152,6 +155,12 @@ impl Stats {
         let l = &self.latencies;
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// The server's CPU time over the run's time: how many cores it kept busy.
+    fn cores(&self) -> f64 {
+        self.cpu
+            .map_or(f64::NAN, |c| c.as_secs_f64() / self.elapsed.as_secs_f64())
     }
 
     /// The server's CPU time per answered request, in microseconds.
@@ -467,24 +476,35 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
         }
     }
 
-    // Per column and round: saturation req/s; at the fixed rate CPU µs/request, p50, p99.
+    // Per column and round: saturation req/s; at the fixed rate CPU µs/request, p50, p99;
+    // saturated, CPU µs/request and the cores the server kept busy. Saturation is their
+    // quotient: on a machine shared with the load generator the second says how much of it
+    // the server won, the first what each request cost it.
     let n = servers.len();
-    let mut results: Vec<[Vec<f64>; 4]> = (0..n).map(|_| Default::default()).collect();
+    let mut results: Vec<[Vec<f64>; 6]> = (0..n).map(|_| Default::default()).collect();
     let mut failures = 0;
     for round in 0..args.rounds {
         // The order rotates, so that a drift of the machine within a round favours none.
         for k in 0..n {
             let which = (k + round) % n;
             let server = &servers[which];
-            let sat = run(server.addr, server.path, &saturated, None).await;
+            let sat = run(
+                server.addr,
+                server.path,
+                &saturated,
+                Some(server.process.id()),
+            )
+            .await;
             let fix = run(server.addr, server.path, &fixed, Some(server.process.id())).await;
             failures += sat.failures + fix.failures;
             println!(
-                "round {round} {:>17}: saturated {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms); at {rate:.0} req/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, CPU {:.1} µs/request",
+                "round {round} {:>17}: saturated {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms, CPU {:.1} µs/request on {:.2} cores); at {rate:.0} req/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, CPU {:.1} µs/request",
                 server.name,
                 sat.throughput(),
                 sat.percentile_ms(0.5),
                 sat.percentile_ms(0.99),
+                sat.cpu_us_per_request(),
+                sat.cores(),
                 fix.throughput(),
                 fix.percentile_ms(0.5),
                 fix.percentile_ms(0.99),
@@ -495,6 +515,8 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
             r[1].push(fix.cpu_us_per_request());
             r[2].push(fix.percentile_ms(0.5));
             r[3].push(fix.percentile_ms(0.99));
+            r[4].push(sat.cpu_us_per_request());
+            r[5].push(sat.cores());
         }
     }
     drop(servers);
@@ -537,6 +559,16 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
     row("p99, ratio to the floor".into(), &|c| {
         format!("{:.2}", ratio(c, 0, 3))
     });
+    row("CPU per request, saturated".into(), &|c| {
+        format!("{:.1} µs", m(c, 4))
+    });
+    row(
+        "CPU per request saturated, ratio to the floor".into(),
+        &|c| format!("{:.2}", ratio(c, 0, 4)),
+    );
+    row("cores the server kept busy, saturated".into(), &|c| {
+        format!("{:.2}", m(c, 5))
+    });
     row("saturation, ratio to the same-stack empty".into(), &|c| {
         if c == 0 {
             "–".into()
@@ -558,7 +590,7 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
         }
     }
     println!(
-        "(medians of {} rounds, {} connections, {:?} saturated and {:?} at {rate_text} req/s per server and round, {}; CPU: the server process's user + system time at the fixed rate over the requests answered)",
+        "(medians of {} rounds, {} connections, {:?} saturated and {:?} at {rate_text} req/s per server and round, {}; CPU: the server process's user + system time over the requests answered; cores: that time over the run's)",
         args.rounds,
         args.connections,
         args.duration,
