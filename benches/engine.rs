@@ -220,7 +220,7 @@ fn bench_log_line(c: &mut Criterion) {
             dry_run = false,
             allowed = true,
             latency_ms = 0.0123,
-            endpoint = "/mutate",
+            endpoint = "mutate",
             "admission"
         );
     }

@@ -26,9 +26,9 @@
 //! stime of `/proc/PID/stat`) is divided by the requests answered, at the fixed rate and
 //! saturated, and saturated also by the run's time: the cores the server kept busy, which on
 //! a machine shared with the load generator is as much a part of its saturation as what each
-//! request cost it. It prints
-//! a Markdown table: medians over the rounds, and ratios to the floor that are the medians of
-//! the rounds' own ratios. The floor and the webhook are the binaries beside this one:
+//! request cost it. It prints a Markdown table: medians over the rounds, and ratios to the
+//! floor that are the medians of the rounds' own ratios. The floor and the webhook are the
+//! binaries beside this one:
 //!
 //! ```text
 //! cargo build --release --bin kubevirt-net-webhook --example floor --example loadtest
