@@ -17,3 +17,5 @@ pub mod inventory;
 pub mod manifests;
 pub mod model;
 pub mod server;
+#[cfg(test)]
+mod test_log;

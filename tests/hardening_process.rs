@@ -259,24 +259,30 @@ async fn a_connection_flood_under_ulimit_256_does_not_starve_anyone() {
     drop((silent_tcp, silent_tls));
 }
 
-#[tokio::test]
-async fn log_lines_escape_and_cut_client_strings() {
-    // The report: a metadata.name with \n or ESC was written raw into plain-format logs
-    // (forged lines, terminal control), and a 1 MB uid made a 1 MB log line.
-    let mut server = Served::start(&[], None);
+/// Posts the seed review to `path` with this `uid` and the object named `name` (in the request
+/// and in its metadata): answered 200, the uid echoed whole.
+async fn post_named(server: &Served, path: &str, uid: &str, name: &str) {
     let mut http = Http::tls(server.addr, server.ca.client_config(&[b"http/1.1"])).await;
-    let uid = format!("u{}", "x".repeat(1 << 20));
-    let mut review = seed_review(&uid);
-    let forged = "evil\nINFO kubevirt_net_webhook: forged line\u{1b}[2J";
-    review["request"]["name"] = json!(forged);
-    review["request"]["object"]["metadata"]["name"] = json!(forged);
-    let (status, answer) = http.post_json("/validate", &review).await;
+    let mut review = seed_review(uid);
+    review["request"]["name"] = json!(name);
+    review["request"]["object"]["metadata"]["name"] = json!(name);
+    let (status, answer) = http.post_json(path, &review).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         answer["response"]["uid"],
         json!(uid),
         "the uid is echoed whole"
     );
+}
+
+#[tokio::test]
+async fn log_lines_escape_and_cut_client_strings() {
+    // The report: a metadata.name with \n or ESC was written raw into plain-format logs
+    // (forged lines, terminal control), and a 1 MB uid made a 1 MB log line.
+    let mut server = Served::start(&[], None);
+    let uid = format!("u{}", "x".repeat(1 << 20));
+    let forged = "evil\nINFO kubevirt_net_webhook: forged line\u{1b}[2J";
+    post_named(&server, "/validate", &uid, forged).await;
 
     let line = server.wait_for_line(|l| l.contains(" admission "), Duration::from_secs(10));
     assert!(line.len() < 2000, "a {}-byte log line", line.len());
@@ -305,15 +311,9 @@ async fn log_lines_escape_and_cut_client_strings() {
 #[tokio::test]
 async fn json_log_lines_are_one_object_per_request() {
     let mut server = Served::start_logging("json", &[], None);
-    let mut http = Http::tls(server.addr, server.ca.client_config(&[b"http/1.1"])).await;
     let uid = format!("u\"{}", "x".repeat(1 << 20));
-    let mut review = seed_review(&uid);
     let forged = "evil\n{\"level\":\"INFO\"}\u{1b}[2J";
-    review["request"]["name"] = json!(forged);
-    review["request"]["object"]["metadata"]["name"] = json!(forged);
-    let (status, answer) = http.post_json("/mutate", &review).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer["response"]["uid"], json!(uid));
+    post_named(&server, "/mutate", &uid, forged).await;
 
     let line = server.wait_for_line(
         |l| l.contains(r#""message":"admission""#),

@@ -160,50 +160,25 @@ impl tracing::field::Visit for Fields {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use tracing::{info, info_span, warn};
-    use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
-    use crate::server::logfmt::Escaped;
+    use crate::{server::logfmt::Escaped, test_log::Lines};
 
-    /// Collects what a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
-
-    impl Lines {
-        /// The lines, with the timestamps (which differ between runs) blanked.
-        fn text(&self) -> String {
-            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            text.lines()
-                .map(|line| {
-                    let value: serde_json::Value = serde_json::from_str(line).unwrap();
-                    let stamp = value["timestamp"].as_str().unwrap();
-                    // RFC 3339 in UTC, to the microsecond.
-                    assert_eq!(stamp.len(), 27, "{stamp}");
-                    assert!(stamp.ends_with('Z'), "{stamp}");
-                    line.replacen(stamp, "T", 1) + "\n"
-                })
-                .collect()
-        }
+    /// The lines, with the timestamps (which differ between runs) blanked.
+    fn blanked(lines: &Lines) -> String {
+        lines
+            .text()
+            .lines()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                let stamp = value["timestamp"].as_str().unwrap();
+                // RFC 3339 in UTC, to the microsecond.
+                assert_eq!(stamp.len(), 27, "{stamp}");
+                assert!(stamp.ends_with('Z'), "{stamp}");
+                line.replacen(stamp, "T", 1) + "\n"
+            })
+            .collect()
     }
 
     fn events() {
@@ -260,7 +235,7 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, events);
 
-        let (ours, stock) = (ours.text(), stock.text());
+        let (ours, stock) = (blanked(&ours), blanked(&stock));
         assert_eq!(ours, stock);
         assert_eq!(ours.lines().count(), 6, "{ours}");
         assert!(ours.contains(r#""target":"rustls::server""#), "{ours}");

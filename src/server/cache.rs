@@ -306,20 +306,6 @@ mod watch_tests {
         }
     }
 
-    /// Log lines, captured.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_conflict_in_the_cache_is_counted_and_reported_once() {
         let (mut handle, sink, task) = start(Cached::Vm);
@@ -364,10 +350,9 @@ mod watch_tests {
 
     #[test]
     fn a_conflict_is_logged_for_the_operator_with_both_vms() {
-        let lines = Lines::default();
-        let writer = lines.clone();
+        let lines = crate::test_log::Lines::default();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
+            .with_writer(lines.clone())
             .with_ansi(false)
             .finish();
         let mut inventory = Inventory::new();
@@ -382,7 +367,7 @@ mod watch_tests {
         inventory.upsert_vm("t", "b", vec![nic("02:00:00:00:00:0a")]);
         let conflicts = inventory.take_conflicts();
         tracing::subscriber::with_default(subscriber, || log_conflicts(&conflicts));
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = lines.text();
         let logged: Vec<&str> = text.lines().collect();
         assert_eq!(logged.len(), 1, "{text}");
         for needle in [
