@@ -220,8 +220,9 @@ impl<'de> Deserialize<'de> for OnePassRequest {
             old_object: Option<OnePassObject>,
             #[serde(default)]
             dry_run: bool,
-            #[serde(default)]
-            options: Option<k8s_openapi::apimachinery::pkg::runtime::RawExtension>,
+            // Any JSON, as kube's `RawExtension` takes it, and never read: checked, not kept.
+            #[serde(default, rename = "options")]
+            _options: Option<serde::de::IgnoredAny>,
         }
         let f = Fields::deserialize(d)?;
         Ok(Self(Box::new(AdmissionRequest {
@@ -240,7 +241,7 @@ impl<'de> Deserialize<'de> for OnePassRequest {
             object: f.object.map(|o| o.0),
             old_object: f.old_object.map(|o| o.0),
             dry_run: f.dry_run,
-            options: f.options,
+            options: None,
         })))
     }
 }
@@ -475,8 +476,12 @@ fn decide(
         Endpoint::Mutate => match engine::mutate(&request, inventory, config) {
             Err(e) => bad_request(response, &e.to_string()),
             Ok(m) if m.patch.0.is_empty() => with_warnings(response, m.warnings),
-            Ok(m) => match response.with_patch(m.patch) {
-                Ok(response) => with_warnings(response, m.warnings),
+            Ok(m) => match patch_bytes(&m.patch) {
+                Ok(patch) => {
+                    let mut response = response;
+                    response.patch = Some(patch);
+                    with_warnings(response, m.warnings)
+                }
                 Err(e) => bad_request(AdmissionResponse::from(req), &e.to_string()),
             },
         },
@@ -492,6 +497,19 @@ fn decide(
         }
     }
 }
+
+/// The patch as the response carries it, written into one buffer sized for the usual patch.
+/// kube's `with_patch` starts at 128 bytes and grows several times for a patch with a network
+/// config; its `patchType` is written by [`Answer::to_vec`] beside the patch.
+fn patch_bytes(patch: &json_patch::Patch) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(PATCH_CAPACITY);
+    serde_json::to_writer(&mut bytes, patch)?;
+    Ok(bytes)
+}
+
+/// Room for the seed scenario's patch (rename, two MACs, a cloud-init volume and disk:
+/// 1,075 bytes) and more.
+const PATCH_CAPACITY: usize = 2048;
 
 /// Turns a verdict into the answer (SPEC §2.11): denied only for new violations under
 /// `enforcement: deny`; every other violation is a warning; all of them are listed in the
@@ -635,9 +653,8 @@ pub fn operation_name(operation: &Operation) -> &'static str {
     }
 }
 
-/// `bytes` in base64 as a JSON string, written out as it is: base64's alphabet needs no
-/// escaping, and the serializer would otherwise check each of its bytes (a few KiB for a
-/// patch with a network config).
+/// `bytes` in base64 as a JSON string, for [`Answer::wire`] (base64's alphabet needs no
+/// escaping). [`Answer::to_vec`] writes the same bytes without this string.
 fn base64_string(bytes: &[u8]) -> Box<serde_json::value::RawValue> {
     let mut quoted = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
     quoted.push('"');
@@ -747,14 +764,49 @@ impl Answer {
         }
     }
 
-    /// The response body.
+    /// The response body, in one pass: the patch is base64-encoded straight into it (no
+    /// string of its own, no second check of that string as JSON). The same bytes as
+    /// serializing [`Answer::wire`], field for field (`the_body_is_the_wire_review`).
     pub fn to_vec(&self) -> Vec<u8> {
-        let wire = self.wire();
+        fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+            serde_json::to_writer(out, value).expect("AdmissionReviews serialize");
+        }
+        let r = self.response();
+        let encoded = r.patch.as_deref().map(|patch| {
+            let len = base64::encoded_len(patch.len(), true).expect("a patch fits in memory");
+            (patch, len)
+        });
         // Sized for the usual answer (uid, status, warnings) beside the patch, so that it
         // is written without growing.
-        let patch = wire.response.patch.as_ref().map_or(0, |p| p.get().len());
-        let mut out = Vec::with_capacity(patch + 1024);
-        serde_json::to_writer(&mut out, &wire).expect("AdmissionReviews serialize");
+        let mut out = Vec::with_capacity(encoded.map_or(0, |(_, len)| len) + 1024);
+        out.extend_from_slice(b"{\"apiVersion\":");
+        json(&mut out, &self.review.types.api_version);
+        out.extend_from_slice(b",\"kind\":");
+        json(&mut out, &self.review.types.kind);
+        out.extend_from_slice(b",\"response\":{\"uid\":");
+        json(&mut out, &r.uid);
+        out.extend_from_slice(b",\"allowed\":");
+        json(&mut out, &r.allowed);
+        out.extend_from_slice(b",\"status\":");
+        json(&mut out, &r.result);
+        if let Some((patch, len)) = encoded {
+            out.extend_from_slice(b",\"patch\":\"");
+            let start = out.len();
+            out.resize(start + len, 0);
+            base64::engine::general_purpose::STANDARD
+                .encode_slice(patch, &mut out[start..])
+                .expect("sized for the encoding");
+            out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
+        }
+        if !r.audit_annotations.is_empty() {
+            out.extend_from_slice(b",\"auditAnnotations\":");
+            json(&mut out, &r.audit_annotations);
+        }
+        if let Some(warnings) = &r.warnings {
+            out.extend_from_slice(b",\"warnings\":");
+            json(&mut out, warnings);
+        }
+        out.extend_from_slice(b"}}");
         out
     }
 
@@ -959,6 +1011,61 @@ mod tests {
             patch
         );
         assert!(!answer.patch().0.is_empty());
+    }
+
+    /// `to_vec` writes the body by hand; it must be, byte for byte, what serializing the
+    /// `Wire` review writes: with and without a patch, denied with an audit annotation,
+    /// with warnings, undecodable, and with strings that need escaping.
+    #[test]
+    fn the_body_is_the_wire_review() {
+        let vm = |name: &str, mac: &str| {
+            json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"template": {"spec": {"domain": {"devices": {"interfaces": [
+                    {"name": "default", "masquerade": {}, "macAddress": mac}]}},
+                    "networks": [{"name": "default", "pod": {}}]}}}})
+        };
+        let mut answers = Vec::new();
+        for endpoint in [Endpoint::Mutate, Endpoint::Validate, Endpoint::ValidateWarn] {
+            for (name, mac) in [("v", ""), ("v\"\n\u{1b}é", "01:00:00:00:00:01")] {
+                let object = vm(name, mac);
+                let object = if mac.is_empty() {
+                    let mut o = object;
+                    o["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("macAddress");
+                    o
+                } else {
+                    object
+                };
+                let body = review(
+                    "admission.k8s.io/v1beta1",
+                    json!({"uid": format!("u-\"{name}"), "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+                        "operation": "CREATE", "object": object}),
+                );
+                answers.push(ask(&body, endpoint).unwrap());
+            }
+        }
+        let broken = review(
+            "admission.k8s.io/v1",
+            json!({"uid": "u-\u{0}", "operation": 5}),
+        );
+        answers.push(ask(&broken, Endpoint::Mutate).unwrap());
+        let seen = |f: fn(&Answer) -> bool| answers.iter().any(f);
+        assert!(seen(|a| a.response().patch.is_some()), "a patch");
+        assert!(seen(|a| !a.allowed()), "a denial");
+        assert!(
+            seen(|a| !a.response().audit_annotations.is_empty()),
+            "an audit annotation"
+        );
+        assert!(seen(|a| !a.warnings().is_empty()), "warnings");
+        for answer in &answers {
+            assert_eq!(
+                String::from_utf8(answer.to_vec()).unwrap(),
+                serde_json::to_string(&answer.wire()).unwrap()
+            );
+        }
     }
 
     #[test]
