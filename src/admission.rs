@@ -220,9 +220,9 @@ impl<'de> Deserialize<'de> for OnePassRequest {
             old_object: Option<OnePassObject>,
             #[serde(default)]
             dry_run: bool,
-            // Any JSON, as kube's `RawExtension` takes it, and never read: checked, not kept.
+            // Never read: checked as kube's `RawExtension` checks it, but not built.
             #[serde(default, rename = "options")]
-            _options: Option<serde::de::IgnoredAny>,
+            _options: Option<AnyJson>,
         }
         let f = Fields::deserialize(d)?;
         Ok(Self(Box::new(AdmissionRequest {
@@ -243,6 +243,51 @@ impl<'de> Deserialize<'de> for OnePassRequest {
             dry_run: f.dry_run,
             options: None,
         })))
+    }
+}
+
+/// Any JSON value, checked as strictly as decoding it into a `serde_json::Value` (nesting
+/// depth, escapes, numbers in range) but not built. `IgnoredAny` would not do: serde_json
+/// skips it with a pass that checks none of these, so a body the `Value` refuses would pass.
+struct AnyJson;
+
+impl<'de> Deserialize<'de> for AnyJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `deserialize_any` parses as `Value` does, and counts the depth it nests.
+        d.deserialize_any(AnyJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AnyJson {
+    type Value = AnyJson;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_unit<E>(self) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyJson, A::Error> {
+        while seq.next_element::<AnyJson>()?.is_some() {}
+        Ok(AnyJson)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AnyJson, A::Error> {
+        while map.next_entry::<AnyJson, AnyJson>()?.is_some() {}
+        Ok(AnyJson)
     }
 }
 
@@ -941,6 +986,49 @@ mod tests {
             parse(not_json.as_bytes()),
             Err(NotAReview::NotJson(_))
         ));
+    }
+
+    /// `options` is checked, not built, yet refused wherever kube's `RawExtension` (a
+    /// `Value`) refuses it: too deep, a lone surrogate, a number out of range. Each stays an
+    /// undecodable request, answered with its uid.
+    #[test]
+    fn options_are_checked_as_strictly_as_a_value() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for (options, error) in [
+            (deep.as_str(), "recursion limit"),
+            (r#""\ud800""#, "escape"),
+            ("1e400", "out of range"),
+            (r#"{"a": [1, {"b": "\ud800"}]}"#, "escape"),
+        ] {
+            let body = format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"o-1","kind":{{"group":"kubevirt.io","version":"v1","kind":"VirtualMachine"}},"resource":{{"group":"kubevirt.io","version":"v1","resource":"virtualmachines"}},"userInfo":{{}},"operation":"CREATE","object":{{"spec":{{"template":{{"spec":{{}}}}}}}},"options":{options}}}}}"#
+            );
+            assert!(
+                serde_json::from_str::<Value>(&body).is_err(),
+                "a Value refuses {options:.40}"
+            );
+            let answer = ask_bytes(body.as_bytes(), Endpoint::Mutate).unwrap();
+            assert_eq!(
+                (answer.uid(), answer.allowed()),
+                ("o-1", false),
+                "{options:.40}"
+            );
+            assert!(answer.message().contains(error), "{}", answer.message());
+        }
+        let fine = r#"{"apiVersion":"meta.k8s.io/v1","kind":"CreateOptions","x":[null,true,-1,2.5,"\u00e9"]}"#;
+        let body = review(
+            "admission.k8s.io/v1",
+            json!({"uid": "o-2", "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+                "operation": "CREATE", "object": {"spec": {"template": {"spec": {}}}},
+                "options": serde_json::from_str::<Value>(fine).unwrap()}),
+        );
+        let answer = ask(&body, Endpoint::Validate).unwrap();
+        assert_eq!(
+            (answer.uid(), answer.allowed()),
+            ("o-2", true),
+            "{}",
+            answer.message()
+        );
     }
 
     #[test]
