@@ -2,8 +2,11 @@
 //! (SPEC §3, §4). The server hands it an HTTP body; `review` hands it an AdmissionReview from
 //! a file, or a bare manifest turned into the request the API server would send. Both then
 //! get the same [`Answer`], whose response is the one copy of the decision: logs, metrics and
-//! `review`'s output all read from it. No IO.
+//! `review`'s output all read from it. The server reads a body with [`read`], which reads the
+//! object straight into the engine's view where it can and leaves the rest to [`parse`], to
+//! the same answer. No IO.
 use base64::Engine as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{
     DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta,
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
@@ -12,11 +15,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    engine::{self, Request, Rule, Verdict, Violation},
+    engine::{self, Object, Request, Rule, Verdict, Violation},
     inventory::Inventory,
     model::{
         config::{Config, Enforcement},
         kinds::{self, Kind},
+        vm::{AnyJson, Guest, ObjectText},
     },
 };
 
@@ -115,8 +119,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotAReview> {
     // need not check each string it reads (serde_json's `from_str` trusts its input); a body
     // that is not UTF-8 gets the byte decoder, and with it the same error as always.
     let decoded = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str::<OnePassReview>(text),
-        Err(_) => serde_json::from_slice::<OnePassReview>(body),
+        Ok(text) => serde_json::from_str::<OnePassReview<OnePassRequest>>(text),
+        Err(_) => serde_json::from_slice::<OnePassReview<OnePassRequest>>(body),
     };
     match decoded {
         Ok(review) => {
@@ -131,15 +135,98 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotAReview> {
     }
 }
 
+/// A request read for the server: straight from the body's text where it can be, the
+/// object's guest view in the same pass and no `Value` tree of it (issue #19); else as
+/// [`parse`] reads it. Both answer alike: the one-pass reading refuses whatever it does not
+/// read exactly as the tree does, and [`parse`] then answers it.
+pub enum Read<'a> {
+    OnePass(Box<OnePass<'a>>),
+    Parsed(Parsed),
+}
+
+/// A CREATE or UPDATE of one of our kinds, its objects read as guest views.
+pub struct OnePass<'a> {
+    /// kube's request without its objects.
+    request: AdmissionRequest<DynamicObject>,
+    kind: Kind,
+    object: Guest<'a>,
+    old_object: Option<Guest<'a>>,
+}
+
+/// Reads an AdmissionReview body for the server (see [`Read`]).
+pub fn read(body: &[u8]) -> Result<Read<'_>, NotAReview> {
+    match std::str::from_utf8(body).ok().and_then(read_one_pass) {
+        Some(one_pass) => Ok(Read::OnePass(Box::new(one_pass))),
+        None => parse(body).map(Read::Parsed),
+    }
+}
+
+/// The one-pass reading, or `None` for anything it leaves to [`parse`]: a body that does
+/// not decode, another kind or operation, an object without the parts its kind has.
+fn read_one_pass(text: &str) -> Option<OnePass<'_>> {
+    // Boxed: the objects are large, and the review is moved on its way up.
+    let review: OnePassReview<Box<Fields<Box<ObjectText<'_>>>>> =
+        serde_json::from_str(text).ok()?;
+    if !VERSIONS.contains(&review.api_version.as_str()) || review.kind != REVIEW_KIND {
+        return None;
+    }
+    let (mut request, object, old_object) = review.request?.split();
+    request.types = review_types(&review.api_version);
+    let kind = ours(&request)?;
+    let object = object?.into_guest(kind).ok()?;
+    let old_object = match old_object {
+        Some(old) => Some(old.into_guest(kind).ok()?),
+        None => None,
+    };
+    Some(OnePass {
+        request,
+        kind,
+        object,
+        old_object,
+    })
+}
+
+impl Read<'_> {
+    /// Decides and builds the answer, as [`Parsed::answer`] does.
+    pub fn answer(&self, endpoint: Endpoint, inventory: &Inventory, config: &Config) -> Answer {
+        let one = match self {
+            Read::Parsed(parsed) => return parsed.answer(endpoint, inventory, config),
+            Read::OnePass(one) => one,
+        };
+        let req = &one.request;
+        let meta = &one.object.metadata;
+        let facts = Facts::of(req, Some(meta));
+        let request = Request {
+            kind: one.kind,
+            operation: &req.operation,
+            namespace: kinds::namespace(req.namespace.as_deref(), meta.namespace.as_deref()),
+            object: Object::View(&one.object.vm),
+            old_object: one.old_object.as_ref().map(|old| Object::View(&old.vm)),
+        };
+        let mut found = Vec::new();
+        let response = run(
+            AdmissionResponse::from(req),
+            &request,
+            endpoint,
+            inventory,
+            config,
+            &mut found,
+        );
+        let mut answer = Answer::new(response, facts);
+        answer.violations = found;
+        answer
+    }
+}
+
 /// kube's `AdmissionReview` and `DynamicObject` read their fields through serde's `flatten`,
 /// which buffers the whole document before decoding it again. These read the same JSON into
 /// the same types in one pass (the request's fields are kube's own, decoded by kube's types).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OnePassReview {
+struct OnePassReview<R> {
     api_version: String,
     kind: String,
-    request: Option<OnePassRequest>,
+    request: Option<R>,
 }
 
 struct OnePassRequest(Box<AdmissionRequest<DynamicObject>>);
@@ -194,100 +281,71 @@ impl<'de> Deserialize<'de> for OnePassObject {
 
 impl<'de> Deserialize<'de> for OnePassRequest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Fields {
-            uid: String,
-            kind: GroupVersionKind,
-            resource: GroupVersionResource,
-            #[serde(default)]
-            sub_resource: Option<String>,
-            #[serde(default)]
-            request_kind: Option<GroupVersionKind>,
-            #[serde(default)]
-            request_resource: Option<GroupVersionResource>,
-            #[serde(default)]
-            request_sub_resource: Option<String>,
-            #[serde(default)]
-            name: String,
-            #[serde(default)]
-            namespace: Option<String>,
-            operation: Operation,
-            user_info: k8s_openapi::api::authentication::v1::UserInfo,
-            #[serde(default)]
-            object: Option<OnePassObject>,
-            #[serde(default)]
-            old_object: Option<OnePassObject>,
-            #[serde(default)]
-            dry_run: bool,
-            // Never read: checked as kube's `RawExtension` checks it, but not built.
-            #[serde(default, rename = "options")]
-            _options: Option<AnyJson>,
-        }
-        let f = Fields::deserialize(d)?;
-        Ok(Self(Box::new(AdmissionRequest {
+        let (mut request, object, old_object) = Fields::<OnePassObject>::deserialize(d)?.split();
+        request.object = object.map(|o| o.0);
+        request.old_object = old_object.map(|o| o.0);
+        Ok(Self(Box::new(request)))
+    }
+}
+
+/// The fields of an AdmissionRequest, with its objects read as `O`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Fields<O> {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: k8s_openapi::api::authentication::v1::UserInfo,
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default = "none")]
+    old_object: Option<O>,
+    #[serde(default)]
+    dry_run: bool,
+    // Never read: checked as kube's `RawExtension` checks it, but not built.
+    #[serde(default, rename = "options")]
+    _options: Option<AnyJson>,
+}
+
+fn none<O>() -> Option<O> {
+    None
+}
+
+impl<O> Fields<O> {
+    /// kube's request without its objects, and the objects.
+    fn split(self) -> (AdmissionRequest<DynamicObject>, Option<O>, Option<O>) {
+        let request = AdmissionRequest {
             types: TypeMeta::default(),
-            uid: f.uid,
-            kind: f.kind,
-            resource: f.resource,
-            sub_resource: f.sub_resource,
-            request_kind: f.request_kind,
-            request_resource: f.request_resource,
-            request_sub_resource: f.request_sub_resource,
-            name: f.name,
-            namespace: f.namespace,
-            operation: f.operation,
-            user_info: f.user_info,
-            object: f.object.map(|o| o.0),
-            old_object: f.old_object.map(|o| o.0),
-            dry_run: f.dry_run,
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
+            request_sub_resource: self.request_sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: self.user_info,
+            object: None,
+            old_object: None,
+            dry_run: self.dry_run,
             options: None,
-        })))
-    }
-}
-
-/// Any JSON value, checked as strictly as decoding it into a `serde_json::Value` (nesting
-/// depth, escapes, numbers in range) but not built. `IgnoredAny` would not do: serde_json
-/// skips it with a pass that checks none of these, so a body the `Value` refuses would pass.
-struct AnyJson;
-
-impl<'de> Deserialize<'de> for AnyJson {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `deserialize_any` parses as `Value` does, and counts the depth it nests.
-        d.deserialize_any(AnyJson)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for AnyJson {
-    type Value = AnyJson;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any valid JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<AnyJson, E> {
-        Ok(AnyJson)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<AnyJson, E> {
-        Ok(AnyJson)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<AnyJson, E> {
-        Ok(AnyJson)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<AnyJson, E> {
-        Ok(AnyJson)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<AnyJson, E> {
-        Ok(AnyJson)
-    }
-    fn visit_unit<E>(self) -> Result<AnyJson, E> {
-        Ok(AnyJson)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyJson, A::Error> {
-        while seq.next_element::<AnyJson>()?.is_some() {}
-        Ok(AnyJson)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AnyJson, A::Error> {
-        while map.next_entry::<AnyJson, AnyJson>()?.is_some() {}
-        Ok(AnyJson)
+        };
+        (request, self.object, self.old_object)
     }
 }
 
@@ -477,7 +535,8 @@ impl Parsed {
                 )
             }
             Inner::Request(req) => {
-                let facts = Facts::of(req);
+                let object = req.object.as_ref().or(req.old_object.as_ref());
+                let facts = Facts::of(req, object.map(|o| &o.metadata));
                 let mut found = Vec::new();
                 let response = decide(req, endpoint, inventory, config, &mut found);
                 let mut answer = Answer::new(response, facts);
@@ -514,11 +573,23 @@ fn decide(
             req.namespace.as_deref(),
             object.metadata.namespace.as_deref(),
         ),
-        object,
-        old_object: req.old_object.as_ref(),
+        object: Object::Tree(object),
+        old_object: req.old_object.as_ref().map(Object::Tree),
     };
+    run(response, &request, endpoint, inventory, config, found)
+}
+
+/// Asks the engine, and writes its answer into `response`.
+fn run(
+    response: AdmissionResponse,
+    request: &Request<'_>,
+    endpoint: Endpoint,
+    inventory: &Inventory,
+    config: &Config,
+    found: &mut Vec<(Rule, Action)>,
+) -> AdmissionResponse {
     match endpoint {
-        Endpoint::Mutate => match engine::mutate(&request, inventory, config) {
+        Endpoint::Mutate => match engine::mutate(request, inventory, config) {
             Err(e) => bad_request(response, &e.to_string()),
             Ok(m) if m.patch.0.is_empty() => with_warnings(response, m.warnings),
             Ok(m) => match patch_bytes(&m.patch) {
@@ -527,7 +598,7 @@ fn decide(
                     response.patch = Some(patch);
                     with_warnings(response, m.warnings)
                 }
-                Err(e) => bad_request(AdmissionResponse::from(req), &e.to_string()),
+                Err(e) => bad_request(response, &e.to_string()),
             },
         },
         Endpoint::Validate | Endpoint::ValidateWarn => {
@@ -535,7 +606,7 @@ fn decide(
                 Endpoint::ValidateWarn => Enforcement::Warn,
                 _ => config.enforcement,
             };
-            match engine::validate(&request, inventory, config) {
+            match engine::validate(request, inventory, config) {
                 Err(e) => bad_request(response, &e.to_string()),
                 Ok(v) => enforce(response, v, enforcement, found),
             }
@@ -667,20 +738,16 @@ pub struct Facts {
 }
 
 impl Facts {
-    fn of(req: &AdmissionRequest<DynamicObject>) -> Self {
-        let object = req.object.as_ref().or(req.old_object.as_ref());
-        let meta =
-            |f: fn(&DynamicObject) -> Option<&String>| object.and_then(f).map(String::as_str);
+    /// The facts of `req`, whose object (or else stored object) has the metadata `meta`.
+    fn of(req: &AdmissionRequest<DynamicObject>, meta: Option<&ObjectMeta>) -> Self {
+        let meta = |f: fn(&ObjectMeta) -> Option<&String>| meta.and_then(f).map(String::as_str);
         Self {
             kind: req.kind.kind.clone(),
-            namespace: kinds::namespace(
-                req.namespace.as_deref(),
-                meta(|o| o.metadata.namespace.as_ref()),
-            )
-            .to_string(),
+            namespace: kinds::namespace(req.namespace.as_deref(), meta(|m| m.namespace.as_ref()))
+                .to_string(),
             name: Some(req.name.as_str())
                 .filter(|n| !n.is_empty())
-                .or(meta(|o| o.metadata.name.as_ref()))
+                .or(meta(|m| m.name.as_ref()))
                 .unwrap_or("")
                 .to_string(),
             operation: operation_name(&req.operation),
@@ -943,7 +1010,7 @@ mod tests {
         let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-\u00e9","kind":{"group":"kubevirt.io","version":"v1","kind":"VirtualMachine"},"resource":{"group":"kubevirt.io","version":"v1","resource":"virtualmachines"},"userInfo":{},"operation":"CREATE","object":{"metadata":{"name":"vm-é\n"},"sp\u0065c":{}}}}"#;
         let text = parse(body.as_bytes()).unwrap();
         let request = text.request().unwrap();
-        let bytes = serde_json::from_slice::<OnePassReview>(body.as_bytes())
+        let bytes = serde_json::from_slice::<OnePassReview<OnePassRequest>>(body.as_bytes())
             .map(|review| review.request.unwrap().0)
             .unwrap();
         assert_eq!(
@@ -1166,5 +1233,179 @@ mod tests {
             Parsed::manifest(&json!({"apiVersion": "v1", "kind": "Pod"}), None),
             Err(ManifestError::NotOurs(_))
         ));
+    }
+    /// The server's one-pass reading answers as `parse` does, byte for byte, with the same
+    /// facts and violations; and it reads in one pass only what it reads as the tree does.
+    #[test]
+    fn read_answers_as_parse_does() {
+        let ifaces = r#"[{"name":"default","masquerade":{}},{"name":"x","bridge":{},"macAddress":"02:00:00:00:00:0a"}]"#;
+        let nets = r#"[{"name":"default","pod":{}},{"name":"nic","multus":{"networkName":"nad"}}]"#;
+        let vmi =
+            format!(r#"{{"domain":{{"devices":{{"interfaces":{ifaces}}}}},"networks":{nets}}}"#);
+        let vm = |spec: &str| {
+            format!(
+                r#"{{"apiVersion":"kubevirt.io/v1","kind":"VirtualMachine","metadata":{{"name":"a","namespace":"ns","annotations":{{"kubevirt-net-webhook.io/networks":"{{\"nic\":{{\"addresses\":[\"10.0.0.5/24\"]}}}}"}}}},"spec":{spec}}}"#
+            )
+        };
+        let template = |vmi: &str| {
+            vm(&format!(
+                r#"{{"running":true,"template":{{"spec":{vmi}}}}}"#
+            ))
+        };
+        let plain = template(&vmi);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let with = |extra: &str| {
+            template(&vmi.replacen(r#""bridge":{}"#, &format!(r#""bridge":{{}},{extra}"#), 1))
+        };
+        let cases: Vec<(&str, String, bool)> = vec![
+            ("a plain VM", plain.clone(), true),
+            ("no lists", template(r#"{"domain":{}}"#), true),
+            (
+                "no devices",
+                template(&format!(r#"{{"domain":{{}},"networks":{nets}}}"#)),
+                true,
+            ),
+            (
+                "empty lists",
+                template(&format!(
+                    r#"{{"domain":{{"devices":{{"interfaces":{ifaces},"disks":[]}}}},"networks":{nets},"volumes":[]}}"#
+                )),
+                true,
+            ),
+            (
+                "null lists",
+                template(&format!(
+                    r#"{{"domain":{{"devices":{{"interfaces":{ifaces},"disks":null}}}},"networks":{nets},"volumes":null}}"#
+                )),
+                true,
+            ),
+            (
+                "a list that is an object",
+                template(&format!(
+                    r#"{{"domain":{{"devices":{{"interfaces":{ifaces}}}}},"networks":{nets},"volumes":{{}}}}"#
+                )),
+                false,
+            ),
+            (
+                "escapes in keys and names",
+                plain
+                    .replace(r#""spec":{"running""#, r#""sp\u0065c":{"running""#)
+                    .replace(r#""name":"x""#, r#""name":"\u0078""#),
+                true,
+            ),
+            (
+                "a halted VM with a status",
+                plain
+                    .replace(r#""running":true"#, r#""runStrategy":"Halted""#)
+                    .replacen(
+                        r#""spec":"#,
+                        r#""status":{"created":true,"other":[1,2.5,null]},"spec":"#,
+                        1,
+                    ),
+                true,
+            ),
+            (
+                "being deleted",
+                plain.replace(
+                    r#""namespace":"ns""#,
+                    r#""namespace":"ns","deletionTimestamp":"2026-01-01T00:00:00Z""#,
+                ),
+                true,
+            ),
+            // What the tree refuses, in fields only checked.
+            (
+                "nested too deep",
+                with(&format!(r#""unknown":{deep}"#)),
+                false,
+            ),
+            ("a lone surrogate", with(r#""unknown":"\ud800""#), false),
+            ("a number out of range", with(r#""unknown":1e400"#), false),
+            ("a wrong type", with(r#""state":5"#), false),
+            (
+                "a null apiVersion",
+                plain.replace(r#""apiVersion":"kubevirt.io/v1""#, r#""apiVersion":null"#),
+                false,
+            ),
+            // What the tree reads its own way.
+            (
+                "a key twice",
+                plain.replace(r#""running":true"#, r#""running":true,"running":false"#),
+                false,
+            ),
+            (
+                "null template metadata",
+                plain.replace(r#""template":{"#, r#""template":{"metadata":null,"#),
+                false,
+            ),
+            ("a struct as a list", template(r#"{"domain":[]}"#), false),
+            ("no template", vm(r#"{"running":true}"#), false),
+        ];
+        let body = |kind: &str, object: &str, old: Option<&str>| {
+            let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
+            let old = old
+                .map(|o| format!(r#","oldObject":{o}"#))
+                .unwrap_or_default();
+            let group = match kind {
+                "VirtualMachinePool" => "pool.kubevirt.io",
+                _ => "kubevirt.io",
+            };
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"object":{object}{old},"uid":"u","kind":{{"group":"{group}","version":"v1","kind":"{kind}"}},"resource":{{"group":"{group}","version":"v1","resource":"r"}},"operation":"{operation}","userInfo":{{}}}}}}"#
+            )
+        };
+        let other_kinds = [
+            (
+                "VirtualMachineInstance",
+                format!(r#"{{"metadata":{{"name":"i"}},"spec":{vmi}}}"#),
+            ),
+            (
+                "VirtualMachineInstanceReplicaSet",
+                format!(
+                    r#"{{"metadata":{{"name":"r"}},"spec":{{"template":{{"metadata":{{"annotations":{{"kubevirt-net-webhook.io/mutate":"true"}}}},"spec":{vmi}}}}}}}"#
+                ),
+            ),
+            (
+                "VirtualMachinePool",
+                format!(
+                    r#"{{"metadata":{{"name":"p"}},"spec":{{"virtualMachineTemplate":{{"metadata":{{}},"spec":{{"template":{{"spec":{vmi}}}}}}}}}}}"#
+                ),
+            ),
+        ];
+        let all = cases
+            .iter()
+            .map(|(what, object, fast)| (*what, "VirtualMachine", object.clone(), *fast))
+            .chain(
+                other_kinds
+                    .iter()
+                    .map(|(kind, object)| (*kind, *kind, object.clone(), true)),
+            );
+        // A bridge NAD with a subnet: the VM gets MACs and a cloud-init network config, so
+        // the answers carry the patch paths that depend on the object's shape.
+        let mut inventory = Inventory::new();
+        for ns in ["ns", "default"] {
+            inventory.upsert_nad(crate::model::nad::Nad::from_config(ns, "nad", r#"{"cniVersion":"0.4.0","type":"bridge","bridge":"br0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.0.0.0/24","gateway":"10.0.0.1"}]]}}"#));
+        }
+        let config = Config::default();
+        for (what, kind, object, fast) in all {
+            for old in [None, Some(plain.as_str())] {
+                let body = body(kind, &object, old.filter(|_| kind == "VirtualMachine"));
+                let read = read(body.as_bytes()).unwrap();
+                let parsed = parse(body.as_bytes()).unwrap();
+                assert_eq!(matches!(read, Read::OnePass(_)), fast, "{what}: {body}");
+                for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+                    let (a, b) = (
+                        read.answer(endpoint, &inventory, &config),
+                        parsed.answer(endpoint, &inventory, &config),
+                    );
+                    let text = |a: &Answer| String::from_utf8(a.to_vec()).unwrap();
+                    assert_eq!(text(&a), text(&b), "{what}, {endpoint:?}: {body}");
+                    assert_eq!(
+                        format!("{:?}{:?}", a.facts, a.violations),
+                        format!("{:?}{:?}", b.facts, b.violations),
+                        "{what}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -290,18 +290,38 @@ fn files_nad() -> kubevirt_net_webhook::inventory::apply::Cached {
     kubevirt_net_webhook::inventory::apply::Cached::Nad
 }
 
-/// One input through the path; `Err` describes a broken property.
+/// One input through the path; `Err` describes a broken property. `Ok(true)`: the server's
+/// one-pass reading (`admission::read`) read it.
 fn run_one(
     body: &[u8],
     object: Option<&Value>,
     inventory: &Inventory,
     config: &Config,
-) -> Result<(), String> {
+) -> Result<bool, String> {
+    let read = admission::read(body);
     let Ok(parsed) = admission::parse(body) else {
-        return Ok(()); // not an AdmissionReview: the server answers 400
+        // Not an AdmissionReview: the server answers 400, whichever way it reads.
+        return match read {
+            Ok(_) => Err("read accepts a body that parse refuses".to_string()),
+            Err(_) => Ok(false),
+        };
     };
+    let read = read.map_err(|e| format!("read refuses a body that parse accepts: {e}"))?;
     for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
         let answer = parsed.answer(endpoint, inventory, config);
+        // The server reads in one pass where it can: the same answer, byte for byte, and
+        // the same facts and violations for its logs and metrics.
+        let served = read.answer(endpoint, inventory, config);
+        if served.to_vec() != answer.to_vec()
+            || format!("{:?}{:?}", served.facts, served.violations)
+                != format!("{:?}{:?}", answer.facts, answer.violations)
+        {
+            return Err(format!(
+                "read and parse answer differently on {endpoint:?}:\n{}\n{}",
+                String::from_utf8_lossy(&served.to_vec()),
+                String::from_utf8_lossy(&answer.to_vec())
+            ));
+        }
         let review: Value = serde_json::from_slice(&answer.to_vec()).map_err(|e| e.to_string())?;
         if review["response"]["uid"].as_str() != Some(answer.uid()) || answer.uid().is_empty() {
             return Err(format!("uid not echoed: {review}"));
@@ -312,7 +332,7 @@ fn run_one(
                 .map_err(|e| format!("the patch does not apply: {e}"))?;
         }
     }
-    Ok(())
+    Ok(matches!(read, admission::Read::OnePass(_)))
 }
 
 #[test]
@@ -335,7 +355,7 @@ fn the_admission_path_survives_whatever_it_is_sent() {
         },
     ];
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let (mut executions, mut parsed_bodies) = (0u64, 0u64);
+    let (mut executions, mut parsed_bodies, mut one_pass) = (0u64, 0u64, 0u64);
     while Instant::now() < deadline {
         for _ in 0..64 {
             let mut object = rng.pick(&seeds).clone();
@@ -359,7 +379,7 @@ fn the_admission_path_survives_whatever_it_is_sent() {
                 run_one(&body, object_for_patch, &inventory, config)
             }));
             match outcome {
-                Ok(Ok(())) => {}
+                Ok(Ok(read_in_one_pass)) => one_pass += u64::from(read_in_one_pass),
                 Ok(Err(broken)) => panic!(
                     "property broken after {executions} inputs (FUZZ_SEED={seed}): {broken}\ninput: {}",
                     String::from_utf8_lossy(&body)
@@ -374,7 +394,7 @@ fn the_admission_path_survives_whatever_it_is_sent() {
         }
     }
     let summary = format!(
-        "fuzz: {executions} executions in {seconds} s ({parsed_bodies} answered as AdmissionReviews), 0 crashes, seed {seed}"
+        "fuzz: {executions} executions in {seconds} s ({parsed_bodies} answered as AdmissionReviews, {one_pass} of them read in one pass), 0 crashes, seed {seed}"
     );
     println!("{summary}");
     // A passing test's output is captured: `.ci/run` prints this file after the tests.
@@ -386,5 +406,10 @@ fn the_admission_path_survives_whatever_it_is_sent() {
     assert!(
         parsed_bodies * 2 > executions,
         "most inputs must reach the engine"
+    );
+    // Both readings must be exercised, or their equality above proves nothing.
+    assert!(
+        one_pass * 10 > parsed_bodies && one_pass < parsed_bodies,
+        "{one_pass} of {parsed_bodies} read in one pass"
     );
 }

@@ -301,7 +301,7 @@ impl Findings {
             kind,
             operation: &Operation::Create,
             namespace,
-            object,
+            object: engine::Object::Tree(object),
             old_object: None,
         };
         let verdict = match engine::validate(&request, &view.inventory, config) {

@@ -92,7 +92,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
             patch::item(&base, i, "macAddress"),
             Value::String(mac.clone()),
         );
-        ctx.vm.spec.domain.devices.interfaces[i].mac_address = Some(mac.into());
+        ctx.vm.to_mut().spec.domain.devices.interfaces[i].mac_address = Some(mac.into());
     }
     if !assigned.is_empty() {
         warnings.push(format!(

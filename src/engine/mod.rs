@@ -15,10 +15,9 @@
 //! | §2.8 every kind | [`kinds`] | templates: names only | MACs and addresses in shared templates |
 //! | §2.10 address pools | [`pools`] | pool addresses into the networks annotation | full pools |
 //! | limits | [`limits`] | nothing beyond them (warning) | beyond them |
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use kube::core::{DynamicObject, admission::Operation};
-use serde_json::Value;
 
 use crate::{
     inventory::{Inventory, VmName},
@@ -69,9 +68,35 @@ pub struct Request<'a> {
     pub operation: &'a Operation,
     /// The namespace the object lives in (see [`crate::model::kinds::namespace`]).
     pub namespace: &'a str,
-    pub object: &'a DynamicObject,
+    pub object: Object<'a>,
     /// The stored object, on UPDATE.
-    pub old_object: Option<&'a DynamicObject>,
+    pub old_object: Option<Object<'a>>,
+}
+
+/// An object as the engine is given it: kube's tree, or the guest view already read from
+/// the request's text in one pass (see `admission::read`).
+#[derive(Debug, Clone, Copy)]
+pub enum Object<'a> {
+    Tree(&'a DynamicObject),
+    View(&'a Vm<'a>),
+}
+
+impl<'a> Object<'a> {
+    /// The guest view of the object, as a `kind`.
+    fn vm(self, kind: Kind) -> vm::Result<Cow<'a, Vm<'a>>> {
+        match self {
+            Object::Tree(object) => Vm::from_object(kind, object).map(Cow::Owned),
+            Object::View(vm) => Ok(Cow::Borrowed(vm)),
+        }
+    }
+
+    /// `metadata.deletionTimestamp` is set.
+    fn deleting(self) -> bool {
+        match self {
+            Object::Tree(object) => object.metadata.deletion_timestamp.is_some(),
+            Object::View(vm) => vm.deleting,
+        }
+    }
 }
 
 /// What `/mutate` answers.
@@ -104,12 +129,11 @@ impl Verdict {
 
 /// The facts every rule reads.
 struct Ctx<'a> {
-    vm: Vm<'a>,
+    /// Borrowed when the request was read in one pass; a rule that changes it (a rename, an
+    /// annotation) copies it then.
+    vm: Cow<'a, Vm<'a>>,
     /// The stored object, on UPDATE (when it decodes).
-    old: Option<Vm<'a>>,
-    /// The object as sent (without `metadata`), for patch paths that depend on which fields
-    /// are present.
-    raw: &'a Value,
+    old: Option<Cow<'a, Vm<'a>>>,
     namespace: &'a str,
     inventory: &'a Inventory,
     config: &'a Config,
@@ -124,10 +148,10 @@ pub(super) type Requests = BTreeMap<String, AddressRequest>;
 impl<'a> Ctx<'a> {
     fn new(req: &Request<'a>, inventory: &'a Inventory, config: &'a Config) -> Result<Self> {
         let old = match (req.operation, req.old_object) {
-            (Operation::Update, Some(old)) => Vm::from_object(req.kind, old).ok(),
+            (Operation::Update, Some(old)) => old.vm(req.kind).ok(),
             _ => None,
         };
-        let vm = Vm::from_object(req.kind, req.object).map_err(|source| Error::Decode {
+        let vm = req.object.vm(req.kind).map_err(|source| Error::Decode {
             kind: req.kind.name(),
             source,
         })?;
@@ -135,7 +159,6 @@ impl<'a> Ctx<'a> {
             requests: parse_requests(&vm),
             vm,
             old,
-            raw: &req.object.data,
             namespace: req.namespace,
             inventory,
             config,
@@ -146,6 +169,7 @@ impl<'a> Ctx<'a> {
     /// in step.
     fn set_networks_annotation(&mut self, text: String) {
         self.vm
+            .to_mut()
             .annotations
             .insert(annotations::NETWORKS.into(), text.into());
         self.requests = parse_requests(&self.vm);
@@ -319,5 +343,5 @@ fn stored_violations(req: &Request<'_>, inventory: &Inventory, config: &Config) 
 /// An object being deleted (`metadata.deletionTimestamp` set) is let through unchanged by
 /// both webhooks (SPEC §2.11): removing its finalizers must always work.
 fn deleting(req: &Request<'_>) -> bool {
-    req.object.metadata.deletion_timestamp.is_some()
+    req.object.deleting()
 }

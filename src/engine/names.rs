@@ -113,7 +113,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<Str
     let base = ctx.vm.spec_pointer(INTERFACES);
     for (i, n) in renames {
         let network = ctx.vm.networks()[n].name.clone();
-        let iface = &mut ctx.vm.spec.domain.devices.interfaces[i];
+        let iface = &mut ctx.vm.to_mut().spec.domain.devices.interfaces[i];
         warnings.push(format!(
             "renamed interface {:?} to {network:?} to match its network ({field}[{i}].name)",
             iface.name

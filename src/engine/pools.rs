@@ -426,7 +426,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
         ops.add(pointer(meta, ["annotations"]), json!({ key: text }));
     }
     ctx.set_networks_annotation(text);
-    ctx.vm.has_annotations = true;
+    ctx.vm.to_mut().has_annotations = true;
     warnings.push(format!(
         "set addresses from the address pool in annotation {key}: {}",
         listed.join(", ")

@@ -5,6 +5,7 @@
 //! JSON, so fields it does not know are never touched (or dropped).
 use std::{borrow::Cow, collections::BTreeMap};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::DynamicObject;
 use serde::{Deserialize, de::IgnoredAny};
 use serde_json::Value;
@@ -24,6 +25,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+mod one_pass;
+pub use one_pass::{AnyJson, Guest, ObjectText, Unread};
 
 /// A guest as the engine reads it.
 #[derive(Debug, Clone)]
@@ -49,7 +53,62 @@ pub struct Vm<'a> {
     pub created: bool,
     /// A VM spec that asks for the VM to be stopped (`runStrategy: Halted`, `running: false`).
     pub halted: bool,
+    /// `metadata.deletionTimestamp` is set: the object is being deleted (SPEC §2.11).
+    pub deleting: bool,
+    /// Which parents of the lists the engine appends to are there, for its patch paths.
+    pub lists: Lists,
     pub spec: VmiSpec<'a>,
+}
+
+/// The shape of the object around the lists the engine appends to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lists {
+    /// The VMI spec's `volumes`.
+    pub volumes: ListShape,
+    /// The VMI spec's `domain.devices.disks`.
+    pub disks: ListShape,
+}
+
+/// Whether a list is there, and how far its parents are: an append adds to the list, or
+/// creates it (and the missing parents) under the deepest parent that is an object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListShape {
+    /// The list is there as an array.
+    pub is_array: bool,
+    /// How many of the pointer's leading tokens name objects (at most all but the last).
+    pub objects: usize,
+}
+
+impl ListShape {
+    /// The shape of the list at `pointer` of `data`.
+    fn at(data: &Value, pointer: &str) -> Self {
+        let is_array = super::kinds::at(data, pointer).is_some_and(Value::is_array);
+        // Each '/' but the first ends a parent.
+        let parents = pointer
+            .match_indices('/')
+            .skip(1)
+            .map(|(i, _)| &pointer[..i]);
+        let objects = parents
+            .take_while(|parent| super::kinds::at(data, parent).is_some_and(Value::is_object))
+            .count();
+        Self { is_array, objects }
+    }
+}
+
+/// The pointer of one of the layout's lists.
+fn list_pointer(layout: Layout, rest: &str) -> &'static str {
+    let list = layout.lists.iter().find(|(r, _, _)| *r == rest);
+    list.map(|(_, pointer, _)| *pointer)
+        .expect("every layout names each list")
+}
+
+/// `(apiVersion, kind)` of an object's owners.
+fn owners(meta: &ObjectMeta) -> Vec<(String, String)> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .map(|o| (o.api_version.clone(), o.kind.clone()))
+        .collect()
 }
 
 /// Annotations the engine reads, borrowed from the object where its own metadata holds them.
@@ -158,14 +217,14 @@ impl<'a> Vm<'a> {
             annotations,
             has_annotations,
             pod_annotations,
-            owners: meta
-                .owner_references
-                .iter()
-                .flatten()
-                .map(|o| (o.api_version.clone(), o.kind.clone()))
-                .collect(),
+            owners: owners(meta),
             created: status.created.unwrap_or(false),
             halted: run.running == Some(false) || run.run_strategy.as_deref() == Some("Halted"),
+            deleting: meta.deletion_timestamp.is_some(),
+            lists: Lists {
+                volumes: ListShape::at(data, list_pointer(layout, VOLUMES)),
+                disks: ListShape::at(data, list_pointer(layout, DISKS)),
+            },
             spec: decode_at(data, layout.spec, true)?,
         })
     }

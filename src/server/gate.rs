@@ -1,6 +1,6 @@
 //! Keeps the admission decision off the async workers and bounds what requests can cost.
 //!
-//! The decision (`admission::parse` + `answer`) is synchronous CPU work. It runs on a small
+//! The decision (`admission::read` + `answer`) is synchronous CPU work. It runs on a small
 //! pool of decision threads, so a slow one never stalls the async workers that serve probes,
 //! metrics and other connections. Three limits apply:
 //!

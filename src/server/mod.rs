@@ -276,12 +276,12 @@ impl Shared {
         let _in_flight = self.metrics.in_flight_guard();
         // Parsing (up to 7 MiB) needs no cluster view: only the decision takes the lock,
         // which is sync and microseconds and never held across an await.
-        let result = admission::parse(body).map(|parsed| {
+        let result = admission::read(body).map(|read| {
             let inventory = self
                 .inventory
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            parsed.answer(endpoint, &inventory, &self.config)
+            read.answer(endpoint, &inventory, &self.config)
         });
         let elapsed = started.elapsed();
         match result {

@@ -6,7 +6,7 @@
 use kube::core::{DynamicObject, admission::Operation};
 use kubevirt_net_webhook::{
     admission::{Answer, Endpoint, Parsed},
-    engine::{self, Mutation, Request, Verdict},
+    engine::{self, Mutation, Object, Request, Verdict},
     inventory::Inventory,
     model::{config::Config, kinds::Kind, nad::Nad},
 };
@@ -193,8 +193,8 @@ impl<'a> Ask<'a> {
             kind,
             operation,
             namespace: object.metadata.namespace.as_deref().unwrap_or(NS),
-            object,
-            old_object: old,
+            object: Object::Tree(object),
+            old_object: old.map(Object::Tree),
         }
     }
 
@@ -358,7 +358,7 @@ pub fn bench_request(object: &DynamicObject) -> Request<'_> {
         kind: Kind::VirtualMachine,
         operation: &Operation::Create,
         namespace: "bench",
-        object,
+        object: Object::Tree(object),
         old_object: None,
     }
 }

@@ -21,8 +21,9 @@ use super::{
 };
 use crate::model::{
     annotations::{self, NetworkDataMode},
-    kinds::at,
-    vm::{CloudInitKind, CloudInitSource, DISKS, Interface, Network, Source, VOLUMES, Vm},
+    vm::{
+        CloudInitKind, CloudInitSource, DISKS, Interface, ListShape, Network, Source, VOLUMES, Vm,
+    },
 };
 use managed::{Existing, UserData};
 pub use managed::{MARKER, USER_DATA};
@@ -228,7 +229,7 @@ fn plan(ctx: &Ctx<'_>) -> Planned {
         return planned(requested, nics, Plan::NotWanted);
     }
     if ctx.running_update() {
-        let kept = ctx.old.as_ref().and_then(managed_data);
+        let kept = ctx.old.as_deref().and_then(managed_data);
         let stale = match (&kept, &fresh) {
             (Some((_, _, kept)), Some(fresh)) if kept != fresh => Some(changes(ctx, &nics, kept)),
             (None, Some(_)) => Some(changes(ctx, &nics, "")),
@@ -292,18 +293,18 @@ fn changes(ctx: &Ctx<'_>, nics: &[Nic], kept: &str) -> String {
 
 /// Appends `item` to the list at `path` (one of the engine's own pointers, so no token needs
 /// escaping), creating the list (and missing parents) if needed.
-fn push_to_list(ops: &mut Ops, raw: &Value, path: &str, item: Value) {
-    if at(raw, path).is_some_and(Value::is_array) {
+fn push_to_list(ops: &mut Ops, shape: ListShape, path: &str, item: Value) {
+    if shape.is_array {
         ops.add(pointer(path, ["-"]), item);
         return;
     }
-    // Walk up to the deepest existing object and add the nested rest in one operation.
+    // Under the deepest existing object, add the nested rest in one operation.
     let mut value = json!([item]);
     let mut to = path;
-    while let Some((parent, key)) = to.rsplit_once('/') {
-        if parent.is_empty() || at(raw, parent).is_some_and(Value::is_object) {
+    for _ in shape.objects + 1..path.matches('/').count() {
+        let Some((parent, key)) = to.rsplit_once('/') else {
             break;
-        }
+        };
         value = json!({ key: value });
         to = parent;
     }
@@ -459,7 +460,7 @@ fn put(
             let user_data = user_data.unwrap_or_else(|| USER_DATA.to_string());
             push_to_list(
                 ops,
-                ctx.raw,
+                ctx.vm.lists.volumes,
                 &ctx.vm.spec_pointer(VOLUMES),
                 json!({
                     "name": name,
@@ -470,7 +471,7 @@ fn put(
             if !disks.iter().any(|d| d.name == name) {
                 push_to_list(
                     ops,
-                    ctx.raw,
+                    ctx.vm.lists.disks,
                     &ctx.vm.spec_pointer(DISKS),
                     json!({"name": name, "disk": {"bus": "virtio"}}),
                 );
@@ -497,9 +498,9 @@ fn set_annotation(ctx: &mut Ctx<'_>, ops: &mut Ops, key: &'static str, value: St
         );
     } else {
         ops.add(pointer(meta, ["annotations"]), json!({ key: value }));
-        ctx.vm.has_annotations = true;
+        ctx.vm.to_mut().has_annotations = true;
     }
-    ctx.vm.annotations.insert(key.into(), value.into());
+    ctx.vm.to_mut().annotations.insert(key.into(), value.into());
 }
 
 pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
