@@ -155,11 +155,20 @@ pub struct OnePass<'a> {
 
 /// Reads an AdmissionReview body for the server (see [`Read`]).
 pub fn read(body: &[u8]) -> Result<Read<'_>, NotAReview> {
-    match std::str::from_utf8(body).ok().and_then(read_one_pass) {
+    let one_pass = Some(body)
+        .filter(|body| body.len() <= ONE_PASS_MAX_BYTES)
+        .and_then(|body| std::str::from_utf8(body).ok())
+        .and_then(read_one_pass);
+    match one_pass {
         Some(one_pass) => Ok(Read::OnePass(Box::new(one_pass))),
         None => parse(body).map(Read::Parsed),
     }
 }
+
+/// The largest body the one-pass reading tries. A body it leaves to [`parse`] late is read
+/// twice: nothing at the size of a VM (a few KiB), but twice the worst case at the body
+/// limit, so larger bodies go to [`parse`] at once.
+pub const ONE_PASS_MAX_BYTES: usize = 256 * 1024;
 
 /// The one-pass reading, or `None` for anything it leaves to [`parse`]: a body that does
 /// not decode, another kind or operation, an object without the parts its kind has.
@@ -1339,6 +1348,14 @@ mod tests {
             ),
             ("a struct as a list", template(r#"{"domain":[]}"#), false),
             ("no template", vm(r#"{"running":true}"#), false),
+            (
+                "a body too large to try",
+                with(&format!(
+                    r#""unknown":"{}""#,
+                    "x".repeat(ONE_PASS_MAX_BYTES)
+                )),
+                false,
+            ),
         ];
         let body = |kind: &str, object: &str, old: Option<&str>| {
             let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
