@@ -1425,4 +1425,44 @@ mod tests {
             }
         }
     }
+    /// A pool's VM template may nest another under `spec` (the one-pass reading reads every
+    /// kind's parts of `spec`): nested as deep as the decoder allows, it is read without
+    /// exhausting a thread's stack, and answered as `parse` answers it.
+    #[test]
+    fn templates_nested_to_the_depth_limit_are_read() {
+        for levels in [55, 70] {
+            let mut spec = r#"{"template":{"spec":{"domain":{}}}}"#.to_string();
+            for _ in 0..levels {
+                spec = format!(
+                    r#"{{"template":{{"spec":{{}}}},"virtualMachineTemplate":{{"spec":{spec}}}}}"#
+                );
+            }
+            let body = format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u","kind":{{"group":"pool.kubevirt.io","version":"v1beta1","kind":"VirtualMachinePool"}},"resource":{{"group":"pool.kubevirt.io","version":"v1beta1","resource":"virtualmachinepools"}},"operation":"CREATE","userInfo":{{}},"object":{{"metadata":{{"name":"p"}},"spec":{spec}}}}}}}"#
+            );
+            let one_pass = matches!(read(body.as_bytes()), Ok(Read::OnePass(_)));
+            assert_eq!(one_pass, levels < 60, "{levels} levels");
+            // Run where the server runs decisions: a thread with the default stack.
+            let (read_answer, parse_answer) = std::thread::spawn(move || {
+                let answer = |endpoint| {
+                    let config = Config::default();
+                    let inventory = Inventory::new();
+                    (
+                        read(body.as_bytes())
+                            .map(|r| r.answer(endpoint, &inventory, &config).to_vec()),
+                        parse(body.as_bytes())
+                            .map(|p| p.answer(endpoint, &inventory, &config).to_vec()),
+                    )
+                };
+                answer(Endpoint::Validate)
+            })
+            .join()
+            .unwrap();
+            assert_eq!(
+                read_answer.map_err(|e| e.to_string()),
+                parse_answer.map_err(|e| e.to_string()),
+                "{levels} levels"
+            );
+        }
+    }
 }
