@@ -77,7 +77,7 @@ perf script -i "$dir/perf.data" -F comm,ip,sym,dso 2>/dev/null | awk -v per="$us
   # The layer of a frame, if it names one. Innermost first: the first frame of a sample that
   # names a layer decides (a malloc inside the engine is the engine'"'"'s).
   function layer(f) {
-    if (f ~ /engine::/) return "engine (rules, patch)"
+    if (f ~ /kubevirt_net_webhook::engine::/) return "engine (rules, patch)"
     if (f ~ /more_values_than/) return "body: JSON value count"
     if (f ~ /admission::parse|admission::read|OnePass|one_pass|admission::\{impl#|admission::_::|decode_object|SliceRead|StrRead/) return "body decode (AdmissionReview)"
     if (f ~ /to_vec|Answer::wire|with_patch|base64/) return "response encode"
@@ -85,7 +85,7 @@ perf script -i "$dir/perf.data" -F comm,ip,sym,dso 2>/dev/null | awk -v per="$us
     if (f ~ /prometheus_client|Metrics|observe_/) return "metrics"
     if (f ~ /gate::|decision_threads|mpsc|oneshot/) return "gate + decision-thread handoff"
     if (f ~ /Parsed::answer|Read::answer|admission::decide|admission::run|admission::enforce|Facts::of/) return "admission (outside the engine)"
-    if (f ~ /rustls|ring_core|ring::/) return "TLS (rustls)"
+    if (f ~ /rustls|ring_core|(^|[^a-z_])ring::/) return "TLS (rustls)"
     if (f ~ /hyper|httparse|http::|axum|tower|matchit|h2::/) return "HTTP (hyper, axum)"
     if (f ~ /server::conn|server::tls/) return "connections (accept, limits)"
     if (f ~ /server::|admission::/) return "handler (other)"
