@@ -154,6 +154,28 @@ fn bench_admission(c: &mut Criterion) {
     c.bench_function("admission read only 3-nic (one pass)", |b| {
         b.iter(|| admission::read(black_box(&body)).unwrap())
     });
+    // The same VM as the API server sends it after `kubectl apply` (managed fields and the
+    // last applied configuration), which the bodies above leave out.
+    let applied = fixtures::create_body(&fixtures::as_kubectl_applied(&value));
+    assert!(matches!(
+        admission::read(&applied).unwrap(),
+        admission::Read::OnePass(_)
+    ));
+    c.bench_function(
+        "admission read only 3-nic kubectl-applied (one pass)",
+        |b| b.iter(|| admission::read(black_box(&applied)).unwrap()),
+    );
+    c.bench_function(
+        "admission mutate 3-nic kubectl-applied (decode, decide, encode)",
+        |b| {
+            b.iter(|| {
+                admission::read(black_box(&applied))
+                    .unwrap()
+                    .answer(Endpoint::Mutate, &inv, &config)
+                    .to_vec()
+            })
+        },
+    );
     // The response body of the `/mutate` answer (its patch holds a network config).
     let answer = admission::parse(&body)
         .unwrap()

@@ -1335,6 +1335,44 @@ mod tests {
                 plain.replace(r#""apiVersion":"kubevirt.io/v1""#, r#""apiVersion":null"#),
                 false,
             ),
+            // The metadata's managed fields: checked, not kept.
+            (
+                "managed fields",
+                plain.replace(
+                    r#""namespace":"ns""#,
+                    r#""namespace":"ns","managedFields":[{"apiVersion":"kubevirt.io/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{".":{},"f:running":{}}},"manager":"kubectl","operation":"Update","time":"2026-11-01T10:00:00Z"}]"#,
+                ),
+                true,
+            ),
+            (
+                "null managed fields",
+                plain.replace(r#""namespace":"ns""#, r#""namespace":"ns","managedFields":null"#),
+                true,
+            ),
+            (
+                "managed fields with a bad time",
+                plain.replace(
+                    r#""namespace":"ns""#,
+                    r#""namespace":"ns","managedFields":[{"time":"yesterday"}]"#,
+                ),
+                false,
+            ),
+            (
+                "managed fields nested too deep",
+                plain.replace(
+                    r#""namespace":"ns""#,
+                    &format!(r#""namespace":"ns","managedFields":[{{"fieldsV1":{deep}}}]"#),
+                ),
+                false,
+            ),
+            (
+                "managed fields with a key twice",
+                plain.replace(
+                    r#""namespace":"ns""#,
+                    r#""namespace":"ns","managedFields":[{"manager":"a","manager":"b"}]"#,
+                ),
+                false,
+            ),
             // What the tree reads its own way.
             (
                 "a key twice",

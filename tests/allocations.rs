@@ -119,6 +119,9 @@ fn allocations<T>(f: impl FnOnce() -> T) -> u64 {
 const MUTATE: u64 = 100;
 const VALIDATE: u64 = 36;
 const ADMISSION_MUTATE: u64 = 151;
+/// The same with the managed fields and last applied configuration that `kubectl apply`
+/// leaves on the object.
+const ADMISSION_MUTATE_APPLIED: u64 = 158;
 /// Per request through the server, on a keep-alive HTTP/1.1 connection over TLS, logging a
 /// JSON line as deploy/ does.
 const SERVER_MUTATE: u64 = 152;
@@ -144,23 +147,38 @@ fn a_decision_stays_within_its_allocation_budget() {
 
     let mutate = allocations(|| engine::mutate(&req, &inv, &config).unwrap());
     let validate = allocations(|| engine::validate(&vreq, &inv, &config).unwrap());
-    // As the server reads it: in one pass.
-    assert!(matches!(
-        admission::read(&body).unwrap(),
-        admission::Read::OnePass(_)
-    ));
-    let whole = allocations(|| {
-        admission::read(&body)
-            .unwrap()
-            .answer(Endpoint::Mutate, &inv, &config)
-            .to_vec()
-    });
-    println!("allocations: mutate {mutate}, validate {validate}, admission /mutate {whole}");
+    // The whole `/mutate` path of a body, as the server reads it: in one pass.
+    let admission_path = |body: &[u8]| {
+        assert!(matches!(
+            admission::read(body).unwrap(),
+            admission::Read::OnePass(_)
+        ));
+        allocations(|| {
+            admission::read(body)
+                .unwrap()
+                .answer(Endpoint::Mutate, &inv, &config)
+                .to_vec()
+        })
+    };
+    let whole = admission_path(&body);
+    // The same VM as the API server sends it after `kubectl apply`: managed fields and the
+    // last applied configuration, read but not built.
+    let applied = admission_path(&fixtures::create_body(&fixtures::as_kubectl_applied(
+        &value,
+    )));
+    println!(
+        "allocations: mutate {mutate}, validate {validate}, admission /mutate {whole}, kubectl-applied {applied}"
+    );
     assert!(mutate > 0 && validate > 0, "the counter counts");
     for (what, count, budget) in [
         ("/mutate decision", mutate, MUTATE),
         ("/validate decision", validate, VALIDATE),
         ("/mutate admission path", whole, ADMISSION_MUTATE),
+        (
+            "/mutate admission path (kubectl-applied)",
+            applied,
+            ADMISSION_MUTATE_APPLIED,
+        ),
     ] {
         assert!(
             count <= budget,

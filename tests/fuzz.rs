@@ -278,6 +278,8 @@ fn seeds() -> (Vec<Value>, Inventory) {
         .map(|d| d.value.clone())
         .collect();
     let mut seeds = vms.clone();
+    // As the API server sends them after `kubectl apply`: with managed fields.
+    seeds.extend(vms.iter().map(support::fixtures::as_kubectl_applied));
     for vm in &vms {
         for kind in kubevirt_net_webhook::model::kinds::Kind::ALL {
             seeds.push(support::fixtures::as_kind(vm, kind));

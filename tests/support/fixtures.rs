@@ -284,6 +284,60 @@ pub fn denied_with(v: &Verdict, needles: &[&str]) {
     }
 }
 
+/// `vm` as a mutating webhook sees it after `kubectl apply` created it: the last applied
+/// configuration in an annotation, and `metadata.managedFields` with kubectl's entry, whose
+/// `fieldsV1` names every field of the manifest (lists as one field each: KubeVirt's CRDs
+/// leave most lists atomic). The benches' other bodies have neither.
+pub fn as_kubectl_applied(vm: &Value) -> Value {
+    fn fields(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut out = serde_json::Map::new();
+                out.insert(".".into(), json!({}));
+                for (k, v) in map {
+                    out.insert(format!("f:{k}"), fields(v));
+                }
+                Value::Object(out)
+            }
+            _ => json!({}),
+        }
+    }
+    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+    let mut applied = vm.clone();
+    let mut metadata_fields = fields(&vm["metadata"]);
+    let meta = metadata_fields
+        .as_object_mut()
+        .expect("metadata is an object");
+    for server_set in ["f:name", "f:namespace", "."] {
+        meta.remove(server_set);
+    }
+    meta.entry("f:annotations")
+        .or_insert_with(|| json!({".": {}}))
+        .as_object_mut()
+        .expect("annotations are an object")
+        .insert(format!("f:{LAST_APPLIED}"), json!({}));
+    let entry = json!({
+        "apiVersion": vm["apiVersion"],
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:metadata": metadata_fields, "f:spec": fields(&vm["spec"])},
+        "manager": "kubectl-client-side-apply",
+        "operation": "Update",
+        "time": "2026-11-01T10:00:00Z",
+    });
+    let text = vm.to_string();
+    let metadata = applied["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object");
+    metadata
+        .entry("annotations")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("annotations are an object")
+        .insert(LAST_APPLIED.into(), Value::String(text));
+    metadata.insert("managedFields".into(), json!([entry]));
+    applied
+}
+
 /// An AdmissionReview as kube-apiserver sends it, for `object` (and `old`).
 pub fn admission_review(
     api_version: &str,

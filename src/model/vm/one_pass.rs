@@ -16,10 +16,13 @@
 //! `tests/fuzz.rs` and the admission tests hold both to one answer.
 use std::{borrow::Cow, collections::BTreeMap, fmt, marker::PhantomData};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{
     Deserialize, Deserializer,
-    de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor},
+    de::{
+        self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+        value::{BorrowedStrDeserializer, StringDeserializer, UnitDeserializer},
+    },
 };
 
 use super::{
@@ -104,8 +107,120 @@ macro_rules! strict_as_derived {
     };
 }
 
-// `ObjectMeta` is decoded by k8s-openapi's decoder in both paths.
-strict_as_derived!(bool, BTreeMap<String, String>, ObjectMeta);
+strict_as_derived!(bool, BTreeMap<String, String>, Time);
+
+/// `ObjectMeta` as the tree path decodes it (k8s-openapi's decoder), except
+/// `managedFields`: checked here ([`ManagedFieldsEntry`]) and given to k8s-openapi as
+/// `null`, so left out. Nothing reads them, and an object from the API server carries a
+/// `fieldsV1` tree per field manager, the largest part of its metadata (issue #19).
+impl<'de> Strict<'de> for ObjectMeta {
+    fn strict<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ObjectMeta::deserialize(WithoutManagedFields(d))
+    }
+}
+
+/// A decoder that hands k8s-openapi's `ObjectMeta` visitor a map without `managedFields`.
+struct WithoutManagedFields<D>(D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for WithoutManagedFields<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(MetaVisitor(visitor))
+    }
+
+    // What k8s-openapi's decoder asks for.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0
+            .deserialize_struct(name, fields, MetaVisitor(visitor))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// The `ObjectMeta` visitor, given the map through [`MetaMap`]; anything else as it was.
+struct MetaVisitor<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for MetaVisitor<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.0.visit_map(MetaMap {
+            map,
+            managed_fields: false,
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.0.visit_seq(seq)
+    }
+}
+
+/// The metadata's map, with the value of `managedFields` checked and replaced by `null`.
+struct MetaMap<A> {
+    map: A,
+    /// The key just read is `managedFields`.
+    managed_fields: bool,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for MetaMap<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(Borrowed(key)) = self.map.next_key()? else {
+            return Ok(None);
+        };
+        self.managed_fields = key == "managedFields";
+        match key {
+            Cow::Borrowed(key) => seed.deserialize(BorrowedStrDeserializer::new(key)),
+            Cow::Owned(key) => seed.deserialize(StringDeserializer::new(key)),
+        }
+        .map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        if self.managed_fields {
+            self.map
+                .next_value_seed(Seed::<Option<Vec<ManagedFieldsEntry<'de>>>>(PhantomData))?;
+            seed.deserialize(UnitDeserializer::new())
+        } else {
+            self.map.next_value_seed(seed)
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+/// An entry of `managedFields`, decoded only to be checked: each field as the type that
+/// k8s-openapi decodes it into, `fieldsV1` as any JSON value (k8s-openapi keeps a `Value`).
+#[allow(dead_code)] // read for the checks alone
+struct ManagedFieldsEntry<'a> {
+    api_version: Option<Cow<'a, str>>,
+    fields_type: Option<Cow<'a, str>>,
+    fields_v1: Option<IgnoredAny>,
+    manager: Option<Cow<'a, str>>,
+    operation: Option<Cow<'a, str>>,
+    subresource: Option<Cow<'a, str>>,
+    time: Option<Time>,
+}
 
 impl<'de> Strict<'de> for Cow<'de, str> {
     fn strict<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -253,6 +368,15 @@ strict_struct!(Interface {
     binding: "binding" => default,
 });
 strict_struct!(Named { name: "name" => required });
+strict_struct!(ManagedFieldsEntry {
+    api_version: "apiVersion" => default,
+    fields_type: "fieldsType" => default,
+    fields_v1: "fieldsV1" => default,
+    manager: "manager" => default,
+    operation: "operation" => default,
+    subresource: "subresource" => default,
+    time: "time" => default,
+});
 strict_struct!(Network {
     name: "name" => required,
     pod: "pod" => default,
@@ -532,4 +656,55 @@ fn vmi_spec(text: SpecText<'_>, layout: Layout) -> (VmiSpec<'_>, Lists) {
         volumes: volumes.unwrap_or_default(),
     };
     (spec, lists)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours(meta: &str) -> serde_json::Result<ObjectMeta> {
+        ObjectMeta::strict(&mut serde_json::Deserializer::from_str(meta))
+    }
+
+    /// The metadata read in one pass is k8s-openapi's with the managed fields left out, and
+    /// what k8s-openapi refuses in the managed fields is refused here too.
+    #[test]
+    fn metadata_is_k8s_openapis_without_managed_fields() {
+        let entry = r#"{"apiVersion":"kubevirt.io/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{".":{},"f:running":{}}},"manager":"kubectl","operation":"Update","subresource":"status","time":"2026-11-01T10:00:00Z","other":[1]}"#;
+        for key in ["managedFields", r"managed\u0046ields"] {
+            let meta = format!(
+                r#"{{"name":"a","namespace":"ns","labels":{{"k":"v"}},"annotations":{{"a\u0062":"\"x\""}},"ownerReferences":[{{"apiVersion":"v1","kind":"K","name":"o","uid":"u"}}],"finalizers":["f"],"creationTimestamp":"2026-11-01T10:00:00Z","generation":3,"resourceVersion":"7","uid":"x","{key}":[{entry},{{}}],"unknown":1}}"#
+            );
+            let theirs: ObjectMeta = serde_json::from_str(&meta).unwrap();
+            assert_eq!(theirs.managed_fields.as_ref().map(Vec::len), Some(2));
+            assert_eq!(
+                ours(&meta).unwrap(),
+                ObjectMeta {
+                    managed_fields: None,
+                    ..theirs
+                },
+                "{meta}"
+            );
+        }
+        for bad in [
+            r#"{"managedFields":{}}"#,
+            r#"{"managedFields":[[]]}"#,
+            r#"{"managedFields":[{"time":"yesterday"}]}"#,
+            r#"{"managedFields":[{"manager":5}]}"#,
+            r#"{"managedFields":[{"fieldsV1":1e400}]}"#,
+            r#"{"managedFields":[{"fieldsV1":"\ud800"}]}"#,
+        ] {
+            assert!(serde_json::from_str::<ObjectMeta>(bad).is_err(), "{bad}");
+            assert!(ours(bad).is_err(), "{bad}");
+        }
+        for good in [
+            r#"{"managedFields":null}"#,
+            r#"{"managedFields":[]}"#,
+            r#"{"managedFields":[{}]}"#,
+            r#"{"managedFields":[{"fieldsV1":null,"time":null}]}"#,
+        ] {
+            assert!(serde_json::from_str::<ObjectMeta>(good).is_ok(), "{good}");
+            assert_eq!(ours(good).unwrap(), ObjectMeta::default(), "{good}");
+        }
+    }
 }
