@@ -498,8 +498,9 @@ struct StatusNode {
 }
 strict_struct!(static StatusNode { created: "created" => default });
 
-/// An object of a request as this path reads it: its metadata as the tree path types it,
-/// and the parts of `spec` and `status` a guest view needs.
+/// An object of a request as this path reads it: its metadata as the tree path types it
+/// (without `managedFields`, see [`Strict`] for `ObjectMeta`), and the parts of `spec` and
+/// `status` a guest view needs.
 pub struct ObjectText<'a> {
     // Checked to be strings (not `null`), as the tree path reads them; not needed after.
     _api_version: Option<Cow<'a, str>>,
@@ -530,7 +531,8 @@ pub enum Unread {
     NoSpec,
 }
 
-/// An object read in one pass: its metadata and the guest view of it.
+/// An object read in one pass: its metadata (without `managedFields`) and the guest view
+/// of it.
 pub struct Guest<'a> {
     pub metadata: ObjectMeta,
     pub vm: Vm<'a>,
