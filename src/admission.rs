@@ -221,9 +221,7 @@ impl Read<'_> {
             config,
             &mut found,
         );
-        let mut answer = Answer::new(response, facts);
-        answer.violations = found;
-        answer
+        Answer::new(response, facts, found)
     }
 }
 
@@ -541,6 +539,7 @@ impl Parsed {
                 Answer::new(
                     response_or_bad_request(response, error, *ours),
                     Facts::default(),
+                    Vec::new(),
                 )
             }
             Inner::Request(req) => {
@@ -548,9 +547,7 @@ impl Parsed {
                 let facts = Facts::of(req, object.map(|o| &o.metadata));
                 let mut found = Vec::new();
                 let response = decide(req, endpoint, inventory, config, &mut found);
-                let mut answer = Answer::new(response, facts);
-                answer.violations = found;
-                answer
+                Answer::new(response, facts, found)
             }
         }
     }
@@ -786,11 +783,11 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn new(response: AdmissionResponse, facts: Facts) -> Self {
+    fn new(response: AdmissionResponse, facts: Facts, violations: Vec<(Rule, Action)>) -> Self {
         Self {
             review: response.into_review(),
             facts,
-            violations: Vec::new(),
+            violations,
         }
     }
 

@@ -102,6 +102,11 @@ fn list_pointer(layout: Layout, rest: &str) -> &'static str {
         .expect("every layout names each list")
 }
 
+/// A VM spec asks for the VM to be stopped: `running: false` or `runStrategy: Halted`.
+fn halted(running: Option<bool>, run_strategy: Option<&str>) -> bool {
+    running == Some(false) || run_strategy == Some("Halted")
+}
+
 /// `(apiVersion, kind)` of an object's owners.
 fn owners(meta: &ObjectMeta) -> Vec<(String, String)> {
     meta.owner_references
@@ -219,7 +224,7 @@ impl<'a> Vm<'a> {
             pod_annotations,
             owners: owners(meta),
             created: status.created.unwrap_or(false),
-            halted: run.running == Some(false) || run.run_strategy.as_deref() == Some("Halted"),
+            halted: halted(run.running, run.run_strategy.as_deref()),
             deleting: meta.deletion_timestamp.is_some(),
             lists: Lists {
                 volumes: ListShape::at(data, list_pointer(layout, VOLUMES)),

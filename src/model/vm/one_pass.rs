@@ -598,7 +598,7 @@ impl<'a> ObjectText<'a> {
             pod_annotations,
             owners: super::owners(&metadata),
             created,
-            halted: running == Some(false) || run_strategy.as_deref() == Some("Halted"),
+            halted: super::halted(running, run_strategy.as_deref()),
             deleting: metadata.deletion_timestamp.is_some(),
             lists,
             spec,
