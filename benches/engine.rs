@@ -124,7 +124,10 @@ fn bench_pools(c: &mut Criterion) {
 /// body read (in one pass), decided, and the response encoded. "decode only" is `parse`,
 /// the tree reading that `review` uses and the server falls back to.
 fn bench_admission(c: &mut Criterion) {
-    use kubevirt_net_webhook::admission::{self, Endpoint};
+    use kubevirt_net_webhook::{
+        admission::{self, Endpoint},
+        server::gate::INLINE_MAX_BYTES,
+    };
     let config = Config::default();
     let (value, inv) = fixtures::bench_vm(2);
     let body = fixtures::create_body(&value);
@@ -172,6 +175,32 @@ fn bench_admission(c: &mut Criterion) {
                 admission::read(black_box(&applied))
                     .unwrap()
                     .answer(Endpoint::Mutate, &inv, &config)
+                    .to_vec()
+            })
+        },
+    );
+    // The largest body the server decides on an async worker (`gate::INLINE_MAX_BYTES`): the
+    // bench VM with as many NICs as fit, its decision the longest an inline one can take
+    // short of pool scans.
+    let size = |secondaries| fixtures::create_body(&fixtures::bench_vm(secondaries).0).len();
+    // Names grow a digit at 10 and 100 NICs: a first guess, then one NIC at a time.
+    let (two, three) = (size(2), size(3));
+    let mut most = 2 + (INLINE_MAX_BYTES - two) / (three - two);
+    while size(most) > INLINE_MAX_BYTES {
+        most -= 1;
+    }
+    while size(most + 1) <= INLINE_MAX_BYTES {
+        most += 1;
+    }
+    let (largest, largest_inv) = fixtures::bench_vm(most);
+    let largest = fixtures::create_body(&largest);
+    c.bench_function(
+        &format!("admission mutate largest inline body, {} NICs", most + 1),
+        |b| {
+            b.iter(|| {
+                admission::read(black_box(&largest))
+                    .unwrap()
+                    .answer(Endpoint::Mutate, &largest_inv, &config)
                     .to_vec()
             })
         },

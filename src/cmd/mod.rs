@@ -85,7 +85,15 @@ impl Cli {
                 }
             },
             Command::Serve(args) => {
-                let result = tokio::runtime::Builder::new_multi_thread()
+                let mut runtime = tokio::runtime::Builder::new_multi_thread();
+                // TOKIO_WORKER_THREADS, when set, is tokio's to read.
+                if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+                    runtime.worker_threads(crate::server::async_workers(
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        args.limits.max_concurrent_decisions,
+                    ));
+                }
+                let result = runtime
                     .enable_all()
                     .build()
                     .map_err(|e| e.to_string())

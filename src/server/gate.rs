@@ -1,8 +1,11 @@
-//! Keeps the admission decision off the async workers and bounds what requests can cost.
+//! Keeps costly admission decisions off the async workers and bounds what requests can cost.
 //!
 //! The decision (`admission::read` + `answer`) is synchronous CPU work. It runs on a small
 //! pool of decision threads, so a slow one never stalls the async workers that serve probes,
-//! metrics and other connections. Three limits apply:
+//! metrics and other connections. Only a small body ([`INLINE_MAX_BYTES`], whose decision the
+//! engine's caps keep short) arriving at a quiet worker with no other request pending is
+//! decided where it arrives: there the two hops to a thread and back would cost more than the
+//! decision. Three limits apply:
 //!
 //! - **Pending budget** (`--max-pending-mib`): before its body is read, each AdmissionReview
 //!   reserves its `Content-Length` (at least [`MIN_CHARGE`], [`super::BODY_LIMIT`] when
@@ -57,6 +60,11 @@ pub const MIN_CHARGE: usize = 16 * 1024;
 /// decision to ~40 MB. The API server sends at most two objects of 3 MiB (its request limit),
 /// and a real VM holds thousands of values, not a million.
 pub const MAX_JSON_VALUES: usize = 500_000;
+
+/// Largest body decided on an async worker (see [`Gate::decides_inline`]): a VM with its
+/// last applied configuration and managed fields fits. The largest bench VM that fits (191
+/// NICs, `admission mutate largest inline body` in benches/engine.rs) takes about 0.4 ms.
+pub const INLINE_MAX_BYTES: usize = 16 * 1024;
 
 /// Whether `body` holds more than `limit` JSON values, counted in one pass that builds
 /// nothing and stops at the limit. Invalid JSON counts as not too many (the decision reports
@@ -157,6 +165,8 @@ pub struct GateLimits {
 pub struct Gate {
     /// In KiB, so that a 7 MiB body fits a `u32` permit count.
     budget: Arc<Semaphore>,
+    /// The whole budget, to tell when a request is the only one pending.
+    budget_kib: usize,
     /// The decision threads' queue; they end when it closes (the gate is dropped).
     jobs: Arc<Jobs>,
     timeout: Duration,
@@ -172,7 +182,7 @@ impl Drop for Gate {
 
 /// Budget held by one request until its decision has returned.
 #[derive(Debug)]
-pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Reservation(OwnedSemaphorePermit);
 
 /// Enough of an AdmissionReview to answer it without deciding: read in one pass over the body
 /// that allocates only these strings.
@@ -202,6 +212,54 @@ impl Head {
 
 /// One queued decision.
 type Job = Box<dyn FnOnce() + Send>;
+
+/// A worker is quiet while its admission requests start at least this far apart on average
+/// (fewer than 20,000 a second) and its inline decisions keep it busy at most half of that
+/// time: then deciding inline costs it less than the hops to a decision thread and back. A
+/// busier worker, whether its requests come fast or its inline decisions take long, hands
+/// decisions to the threads, which puts the other cores to work beside it.
+const QUIET_GAP: Duration = Duration::from_micros(50);
+
+/// The longest gap counted, so that after an idle spell a burst is seen within about twenty
+/// requests.
+const MAX_GAP: Duration = Duration::from_millis(1);
+
+/// One async worker's pace: the gap between the starts of its admission requests and the
+/// time its inline decisions took, each smoothed over the last few requests.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pace {
+    last: Option<Instant>,
+    gap: Duration,
+    busy: Duration,
+}
+
+impl Pace {
+    /// Records a request starting at `now`; whether the worker is quiet.
+    fn record(&mut self, now: Instant) -> bool {
+        let gap = self
+            .last
+            .map_or(MAX_GAP, |last| now.saturating_duration_since(last))
+            .min(MAX_GAP);
+        self.gap = if self.last.is_some() {
+            (self.gap * 7 + gap) / 8
+        } else {
+            gap
+        };
+        self.busy = self.busy * 7 / 8;
+        self.last = Some(now);
+        self.gap >= QUIET_GAP && self.busy * 2 <= self.gap
+    }
+
+    /// Records that this request's decision took `took` on the worker.
+    fn decided(&mut self, took: Duration) {
+        self.busy += took.min(MAX_GAP) / 8;
+    }
+}
+
+thread_local! {
+    /// This async worker's pace (each worker runs its own requests' handlers).
+    static PACE: Cell<Pace> = Cell::new(Pace::default());
+}
 
 /// The decision threads' queue: bounded, and waking exactly one idle thread per job, and
 /// none when every thread is busy (a busy thread takes the next job without sleeping). A
@@ -316,6 +374,7 @@ impl Gate {
         let capacity = budget / kib(MIN_CHARGE) as usize;
         Self {
             budget: Arc::new(Semaphore::new(budget)),
+            budget_kib: budget,
             jobs: Jobs::start(limits.concurrent_decisions, capacity),
             timeout: limits.decision_timeout,
             slow: limits.slow.clone(),
@@ -374,6 +433,17 @@ impl Gate {
     where
         F: FnOnce(&[u8]) -> Response + Send + 'static,
     {
+        if self.decides_inline(&body, &reservation) {
+            let _held = reservation;
+            let started = Instant::now();
+            let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(&body)));
+            PACE.with(|pace| {
+                let mut p = pace.get();
+                p.decided(started.elapsed());
+                pace.set(p);
+            });
+            return decided.unwrap_or_else(|_| failed(endpoint));
+        }
         let deadline = Instant::now() + self.timeout;
         let (started_tx, mut started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -412,10 +482,7 @@ impl Gate {
         match tokio::time::timeout_at(deadline.into(), done_rx).await {
             Ok(Ok(response)) => response,
             // Dropped unanswered before the deadline: the decision panicked.
-            Ok(Err(_)) if Instant::now() < deadline => {
-                warn!(endpoint = endpoint.as_str(), "decision failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "decision failed\n").into_response()
-            }
+            Ok(Err(_)) if Instant::now() < deadline => failed(endpoint),
             // Past the deadline: answered if it started (the uid is known), else shed.
             _ => match started_rx.try_recv() {
                 Ok(()) => {
@@ -429,6 +496,31 @@ impl Gate {
                 Err(_) => self.shed(endpoint, "no decision thread free before the deadline"),
             },
         }
+    }
+
+    /// Whether to decide on this async worker rather than queue for a decision thread: only
+    /// a body small enough that the engine's caps bound its decision to about a millisecond
+    /// at most, only on a quiet worker ([`Pace`]), and only when no other request is pending,
+    /// so that it delays nobody. At
+    /// low rates the two hops to a decision thread and back cost more CPU than such a decision
+    /// (benches/README, "Against an independent floor"); under load the threads take the
+    /// decisions off the workers. The test seam's decisions are slow by design, so with the
+    /// seam set every decision goes to the threads.
+    fn decides_inline(&self, body: &[u8], reservation: &Reservation) -> bool {
+        let quiet = PACE.with(|pace| {
+            let mut p = pace.get();
+            let quiet = p.record(Instant::now());
+            pace.set(p);
+            quiet
+        });
+        quiet && self.alone_and_small(body, reservation)
+    }
+
+    /// The rest of [`Self::decides_inline`]: a small body, no other request pending, no seam.
+    fn alone_and_small(&self, body: &[u8], reservation: &Reservation) -> bool {
+        body.len() <= INLINE_MAX_BYTES
+            && self.slow.is_none()
+            && self.budget.available_permits() + reservation.0.num_permits() >= self.budget_kib
     }
 
     fn timed_out(&self, endpoint: Endpoint, head: Option<Head>) -> Response {
@@ -471,6 +563,12 @@ impl Gate {
             }
         }
     }
+}
+
+/// A decision that panicked: HTTP 500, the request fails alone.
+fn failed(endpoint: Endpoint) -> Response {
+    warn!(endpoint = endpoint.as_str(), "decision failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "decision failed\n").into_response()
 }
 
 /// The answer to an AdmissionReview with more than [`MAX_JSON_VALUES`] values: denied with
@@ -581,6 +679,130 @@ mod tests {
         );
         drop(held);
         assert!(gate.reserve(&big).is_some());
+    }
+
+    fn gate(slow: Option<SlowDecisions>) -> Gate {
+        Gate::new(
+            &GateLimits {
+                pending_bytes: 1 << 20,
+                concurrent_decisions: 1,
+                decision_timeout: Duration::from_secs(10),
+                slow,
+            },
+            Arc::default(),
+        )
+    }
+
+    fn length(bytes: usize) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+        headers
+    }
+
+    #[test]
+    fn a_worker_is_quiet_until_its_requests_come_fast_and_again_after_a_pause() {
+        let start = Instant::now();
+        let at = |us: u64| start + Duration::from_micros(us);
+        let mut pace = Pace::default();
+        assert!(pace.record(start), "the first request");
+        // 100,000 requests a second: busy within about twenty requests, and stays so.
+        let busy_after = (1..100u64).find(|&n| !pace.record(at(10 * n))).unwrap();
+        assert!(busy_after <= 25, "busy after {busy_after} requests");
+        assert!((busy_after + 1..200).all(|n| !pace.record(at(10 * n))));
+        // 5,000 requests a second, each decided inline in 30 µs: quiet again within a few
+        // requests, and stays so.
+        let mut quiet_at = |n: u64| {
+            let quiet = pace.record(at(2_000 + 200 * n));
+            pace.decided(Duration::from_micros(30));
+            quiet
+        };
+        let quiet_after = (1..100u64).find(|&n| quiet_at(n)).unwrap();
+        assert!(quiet_after <= 12, "quiet after {quiet_after} requests");
+        assert!((quiet_after + 1..200).all(quiet_at));
+        // Requests 250 µs apart whose inline decisions take 240 µs: busy, so that decisions
+        // too long for the pace go to the threads.
+        let mut pace = Pace::default();
+        let busy_after = (0..100u64)
+            .find(|&n| {
+                let quiet = pace.record(at(250 * n));
+                pace.decided(Duration::from_micros(240));
+                !quiet
+            })
+            .unwrap();
+        assert!(busy_after <= 16, "busy after {busy_after} requests");
+        // An earlier reading than the last (the handler moved cores) counts as no gap, not a
+        // panic.
+        let mut pace = Pace::default();
+        pace.record(at(1_000));
+        pace.record(start);
+        assert_eq!(pace.gap, MAX_GAP * 7 / 8);
+    }
+
+    #[test]
+    fn only_a_small_body_with_nothing_else_pending_is_decided_inline() {
+        let gate = gate(None);
+        let small = vec![b' '; INLINE_MAX_BYTES];
+        let held = gate.reserve(&length(small.len())).unwrap();
+        assert!(gate.alone_and_small(&small, &held));
+        assert!(!gate.alone_and_small(&[b' '; INLINE_MAX_BYTES + 1], &held));
+        let other = gate.reserve(&length(100)).unwrap();
+        assert!(!gate.alone_and_small(&small, &held), "another one pending");
+        drop(other);
+        assert!(gate.alone_and_small(&small, &held));
+        let (started, _) = tokio::sync::mpsc::unbounded_channel();
+        let seamed = self::gate(Some(SlowDecisions {
+            uid_prefix: "slow".into(),
+            delay: Duration::ZERO,
+            started,
+        }));
+        let held = seamed.reserve(&length(small.len())).unwrap();
+        assert!(
+            !seamed.alone_and_small(&small, &held),
+            "the seam's are slow"
+        );
+    }
+
+    /// Where a decision runs: on the worker while it is quiet, on a decision thread once it
+    /// is busy; the answer is the same, and a panic is a 500 either way.
+    #[tokio::test]
+    async fn a_busy_worker_hands_decisions_to_the_threads() {
+        async fn run(gate: &Gate, panics: bool) -> (StatusCode, String) {
+            let body = Bytes::from_static(b"{}");
+            let held = gate.reserve(&length(body.len())).unwrap();
+            let response = gate
+                .decide(Endpoint::Mutate, body, held, move |body| {
+                    assert!(!panics, "a decision panics");
+                    let thread = std::thread::current().name().unwrap_or("").to_string();
+                    (StatusCode::OK, format!("{thread} {}", body.len())).into_response()
+                })
+                .await;
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+        let gate = gate(None);
+        let here = std::thread::current().name().unwrap_or("").to_string();
+        PACE.with(|p| p.set(Pace::default()));
+        assert_eq!(
+            run(&gate, false).await,
+            (StatusCode::OK, format!("{here} 2"))
+        );
+        assert_eq!(run(&gate, true).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+        // Its last request "later" than this one: no gap, busy.
+        let busy = Pace {
+            last: Some(Instant::now() + Duration::from_secs(3600)),
+            gap: Duration::ZERO,
+            busy: Duration::ZERO,
+        };
+        PACE.with(|p| p.set(busy));
+        assert_eq!(
+            run(&gate, false).await,
+            (StatusCode::OK, "decision-0 2".to_string())
+        );
+        PACE.with(|p| p.set(busy));
+        assert_eq!(run(&gate, true).await.0, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -587,6 +587,15 @@ impl Server {
     }
 }
 
+/// How many async workers `serve` runs on `cores` (the process's share of the machine, as
+/// `available_parallelism` reads it from cgroups) beside `decisions` decision threads: the
+/// cores the decision threads leave, but at least half of them and at least one. More workers
+/// than that would only compete with the decision threads for cores, and an idle worker woken
+/// to steal a task it then hands back costs more than the task (benches/README).
+pub fn async_workers(cores: usize, decisions: usize) -> usize {
+    cores.saturating_sub(decisions.min(cores / 2)).max(1)
+}
+
 /// Binds and serves until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs) -> Result<(), Error> {
     let server = Server::bind(args).await?;
@@ -738,6 +747,14 @@ pub fn admin_router(shared: Arc<Shared>, request_timeout: Duration) -> Router {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn async_workers_leave_the_decision_threads_cores_but_keep_half() {
+        let workers = |cores| super::async_workers(cores, 2);
+        assert_eq!([1, 2, 3, 4, 8].map(workers), [1, 1, 2, 2, 6]);
+        assert_eq!(super::async_workers(8, 16), 4);
+        assert_eq!(super::async_workers(4, 0), 4);
+    }
+
     use axum::body::Body;
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
