@@ -3,9 +3,10 @@
 //! The decision (`admission::read` + `answer`) is synchronous CPU work. It runs on a small
 //! pool of decision threads, so a slow one never stalls the async workers that serve probes,
 //! metrics and other connections. Only a small body ([`INLINE_MAX_BYTES`], whose decision the
-//! engine's caps keep short) arriving at a quiet worker with no other request pending is
-//! decided where it arrives: there the two hops to a thread and back would cost more than the
-//! decision. Three limits apply:
+//! engine's caps keep short) arriving at a quiet worker with no other request pending, while
+//! no cache writer holds the lock the decision reads under, is decided where it arrives:
+//! there the two hops to a thread and back would cost more than the decision. Three limits
+//! apply:
 //!
 //! - **Pending budget** (`--max-pending-mib`): before its body is read, each AdmissionReview
 //!   reserves its `Content-Length` (at least [`MIN_CHARGE`], [`super::BODY_LIMIT`] when
@@ -421,19 +422,22 @@ impl Gate {
         response
     }
 
-    /// Queues `decide` for a decision thread and waits for it within the deadline; see the
-    /// module documentation.
+    /// Queues `decide` for a decision thread and waits for it within the deadline, or runs
+    /// it here when it is small and this worker quiet; see the module documentation.
+    /// `unlocked`: whether `decide` could start now without waiting for a lock (a cache
+    /// writer's); a worker never waits for one.
     pub async fn decide<F>(
         &self,
         endpoint: Endpoint,
         body: Bytes,
         reservation: Reservation,
+        unlocked: bool,
         decide: F,
     ) -> Response
     where
         F: FnOnce(&[u8]) -> Response + Send + 'static,
     {
-        if self.decides_inline(&body, &reservation) {
+        if self.decides_inline(&body, &reservation) && unlocked {
             let _held = reservation;
             let started = Instant::now();
             let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(&body)));
@@ -766,11 +770,11 @@ mod tests {
     /// is busy; the answer is the same, and a panic is a 500 either way.
     #[tokio::test]
     async fn a_busy_worker_hands_decisions_to_the_threads() {
-        async fn run(gate: &Gate, panics: bool) -> (StatusCode, String) {
+        async fn run(gate: &Gate, unlocked: bool, panics: bool) -> (StatusCode, String) {
             let body = Bytes::from_static(b"{}");
             let held = gate.reserve(&length(body.len())).unwrap();
             let response = gate
-                .decide(Endpoint::Mutate, body, held, move |body| {
+                .decide(Endpoint::Mutate, body, held, unlocked, move |body| {
                     assert!(!panics, "a decision panics");
                     let thread = std::thread::current().name().unwrap_or("").to_string();
                     (StatusCode::OK, format!("{thread} {}", body.len())).into_response()
@@ -786,10 +790,19 @@ mod tests {
         let here = std::thread::current().name().unwrap_or("").to_string();
         PACE.with(|p| p.set(Pace::default()));
         assert_eq!(
-            run(&gate, false).await,
+            run(&gate, true, false).await,
             (StatusCode::OK, format!("{here} 2"))
         );
-        assert_eq!(run(&gate, true).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            run(&gate, true, true).await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // Quiet, but the cache's lock is held: the worker does not wait for it.
+        PACE.with(|p| p.set(Pace::default()));
+        assert_eq!(
+            run(&gate, false, false).await,
+            (StatusCode::OK, "decision-0 2".to_string())
+        );
         // Its last request "later" than this one: no gap, busy.
         let busy = Pace {
             last: Some(Instant::now() + Duration::from_secs(3600)),
@@ -798,11 +811,14 @@ mod tests {
         };
         PACE.with(|p| p.set(busy));
         assert_eq!(
-            run(&gate, false).await,
+            run(&gate, true, false).await,
             (StatusCode::OK, "decision-0 2".to_string())
         );
         PACE.with(|p| p.set(busy));
-        assert_eq!(run(&gate, true).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            run(&gate, true, true).await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

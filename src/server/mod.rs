@@ -656,7 +656,8 @@ async fn validate_warn(State(shared): State<Arc<Shared>>, request: Request) -> R
 }
 
 /// Reserves room for the request (or sheds it), reads the body, then runs [`Shared::admit`]
-/// on a decision thread within the decision deadline (see [`gate`]).
+/// on a decision thread within the decision deadline, or inline when it is cheap (see
+/// [`gate`]).
 async fn admit_off_thread(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -> Response {
     let Some(reservation) = shared.gate.reserve(request.headers()) else {
         return shared.gate.shed(endpoint, "too many pending requests");
@@ -666,10 +667,13 @@ async fn admit_off_thread(shared: Arc<Shared>, endpoint: Endpoint, request: Requ
         Ok(body) => body,
         Err(rejection) => return rejection.into_response(),
     };
+    // A cache writer holds the lock for a batch of a relist: decide on a thread then, so that
+    // the async worker never waits for it.
+    let unlocked = shared.inventory.try_read().is_ok();
     let decider = shared.clone();
     shared
         .gate
-        .decide(endpoint, body, reservation, move |body| {
+        .decide(endpoint, body, reservation, unlocked, move |body| {
             decider.admit(endpoint, body)
         })
         .await
