@@ -180,8 +180,7 @@ fn bench_admission(c: &mut Criterion) {
         },
     );
     // The largest body the server decides on an async worker (`gate::INLINE_MAX_BYTES`): the
-    // bench VM with as many NICs as fit, its decision the longest an inline one can take
-    // short of pool scans.
+    // bench VM with as many NICs as fit, for how long an inline decision can hold its worker.
     let size = |secondaries| fixtures::create_body(&fixtures::bench_vm(secondaries).0).len();
     // Names grow a digit at 10 and 100 NICs: a first guess, then one NIC at a time.
     let (two, three) = (size(2), size(3));

@@ -505,11 +505,10 @@ impl Gate {
     /// Whether to decide on this async worker rather than queue for a decision thread: only
     /// a body small enough that the engine's caps bound its decision to about a millisecond
     /// at most, only on a quiet worker ([`Pace`]), and only when no other request is pending,
-    /// so that it delays nobody. At
-    /// low rates the two hops to a decision thread and back cost more CPU than such a decision
-    /// (benches/README, "Against an independent floor"); under load the threads take the
-    /// decisions off the workers. The test seam's decisions are slow by design, so with the
-    /// seam set every decision goes to the threads.
+    /// so that it delays nobody. At low rates the two hops to a decision thread and back cost
+    /// more CPU than such a decision (benches/README, "Against an independent floor"); under
+    /// load the threads take the decisions off the workers. The test seam's decisions are
+    /// slow by design, so with the seam set every decision goes to the threads.
     fn decides_inline(&self, body: &[u8], reservation: &Reservation) -> bool {
         let quiet = PACE.with(|pace| {
             let mut p = pace.get();

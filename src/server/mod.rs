@@ -589,9 +589,9 @@ impl Server {
 
 /// How many async workers `serve` runs on `cores` (the process's share of the machine, as
 /// `available_parallelism` reads it from cgroups) beside `decisions` decision threads: the
-/// cores the decision threads leave, but at least half of them and at least one. More workers
-/// than that would only compete with the decision threads for cores, and an idle worker woken
-/// to steal a task it then hands back costs more than the task (benches/README).
+/// cores the decision threads leave, but at least half of them and at least one. More would
+/// compete with the decision threads for the cores: on 2 cores a second worker cost more CPU
+/// per request than it saved (benches/README, "Inline decisions on one async worker").
 pub fn async_workers(cores: usize, decisions: usize) -> usize {
     cores.saturating_sub(decisions.min(cores / 2)).max(1)
 }
