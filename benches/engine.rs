@@ -120,6 +120,19 @@ fn bench_pools(c: &mut Criterion) {
     }
 }
 
+/// One request's body read in one pass, decided and answered, as the server does.
+fn whole_path(
+    body: &[u8],
+    endpoint: kubevirt_net_webhook::admission::Endpoint,
+    inventory: &Inventory,
+    config: &Config,
+) -> Vec<u8> {
+    kubevirt_net_webhook::admission::read(body)
+        .unwrap()
+        .answer(endpoint, inventory, config)
+        .to_vec()
+}
+
 /// The whole admission path of one request as the server runs it, without the network: the
 /// body read (in one pass), decided, and the response encoded. "decode only" is `parse`,
 /// the tree reading that `review` uses and the server falls back to.
@@ -137,14 +150,7 @@ fn bench_admission(c: &mut Criterion) {
                 "admission {} 3-nic (decode, decide, encode)",
                 endpoint.as_str()
             ),
-            |b| {
-                b.iter(|| {
-                    admission::read(black_box(&body))
-                        .unwrap()
-                        .answer(endpoint, &inv, &config)
-                        .to_vec()
-                })
-            },
+            |b| b.iter(|| whole_path(black_box(&body), endpoint, &inv, &config)),
         );
     }
     c.bench_function("admission decode only 3-nic", |b| {
@@ -170,14 +176,7 @@ fn bench_admission(c: &mut Criterion) {
     );
     c.bench_function(
         "admission mutate 3-nic kubectl-applied (decode, decide, encode)",
-        |b| {
-            b.iter(|| {
-                admission::read(black_box(&applied))
-                    .unwrap()
-                    .answer(Endpoint::Mutate, &inv, &config)
-                    .to_vec()
-            })
-        },
+        |b| b.iter(|| whole_path(black_box(&applied), Endpoint::Mutate, &inv, &config)),
     );
     // The largest body the server decides on an async worker (`gate::INLINE_MAX_BYTES`): the
     // bench VM with as many NICs as fit, for how long an inline decision can hold its worker.
@@ -195,14 +194,7 @@ fn bench_admission(c: &mut Criterion) {
     let largest = fixtures::create_body(&largest);
     c.bench_function(
         &format!("admission mutate largest inline body, {} NICs", most + 1),
-        |b| {
-            b.iter(|| {
-                admission::read(black_box(&largest))
-                    .unwrap()
-                    .answer(Endpoint::Mutate, &largest_inv, &config)
-                    .to_vec()
-            })
-        },
+        |b| b.iter(|| whole_path(black_box(&largest), Endpoint::Mutate, &largest_inv, &config)),
     );
     // The response body of the `/mutate` answer (its patch holds a network config).
     let answer = admission::parse(&body)

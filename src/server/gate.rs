@@ -262,6 +262,16 @@ thread_local! {
     static PACE: Cell<Pace> = Cell::new(Pace::default());
 }
 
+/// Runs `f` on this worker's pace.
+fn with_pace<R>(f: impl FnOnce(&mut Pace) -> R) -> R {
+    PACE.with(|cell| {
+        let mut pace = cell.get();
+        let result = f(&mut pace);
+        cell.set(pace);
+        result
+    })
+}
+
 /// The decision threads' queue: bounded, and waking exactly one idle thread per job, and
 /// none when every thread is busy (a busy thread takes the next job without sleeping). A
 /// channel's receiver shared behind a mutex would wake two threads per job: the one that
@@ -437,18 +447,14 @@ impl Gate {
     where
         F: FnOnce(&[u8]) -> Response + Send + 'static,
     {
-        if self.decides_inline(&body, &reservation) && unlocked {
+        let now = Instant::now();
+        if self.decides_inline(now, &body, &reservation, unlocked) {
             let _held = reservation;
-            let started = Instant::now();
             let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(&body)));
-            PACE.with(|pace| {
-                let mut p = pace.get();
-                p.decided(started.elapsed());
-                pace.set(p);
-            });
+            with_pace(|pace| pace.decided(now.elapsed()));
             return decided.unwrap_or_else(|_| failed(endpoint));
         }
-        let deadline = Instant::now() + self.timeout;
+        let deadline = now + self.timeout;
         let (started_tx, mut started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let slow = self.slow.clone();
@@ -509,14 +515,16 @@ impl Gate {
     /// more CPU than such a decision (benches/README, "Against an independent floor"); under
     /// load the threads take the decisions off the workers. The test seam's decisions are
     /// slow by design, so with the seam set every decision goes to the threads.
-    fn decides_inline(&self, body: &[u8], reservation: &Reservation) -> bool {
-        let quiet = PACE.with(|pace| {
-            let mut p = pace.get();
-            let quiet = p.record(Instant::now());
-            pace.set(p);
-            quiet
-        });
-        quiet && self.alone_and_small(body, reservation)
+    /// Every request is recorded in the pace, whatever the answer.
+    fn decides_inline(
+        &self,
+        now: Instant,
+        body: &[u8],
+        reservation: &Reservation,
+        unlocked: bool,
+    ) -> bool {
+        let quiet = with_pace(|pace| pace.record(now));
+        quiet && unlocked && self.alone_and_small(body, reservation)
     }
 
     /// The rest of [`Self::decides_inline`]: a small body, no other request pending, no seam.
