@@ -5,8 +5,9 @@
 //! metrics and other connections. Only a small body ([`INLINE_MAX_BYTES`], whose decision the
 //! engine's caps keep short) arriving at a quiet worker with no other request pending, while
 //! no cache writer holds the lock the decision reads under, is decided where it arrives:
-//! there the two hops to a thread and back would cost more than the decision. Three limits
-//! apply:
+//! there the two hops to a thread and back would cost more than the decision. On a single
+//! core, where a thread could only take turns with the worker, every small body is (see
+//! [`GateLimits::cores_beside`]). Three limits apply:
 //!
 //! - **Pending budget** (`--max-pending-mib`): before its body is read, each AdmissionReview
 //!   reserves its `Content-Length` (at least [`MIN_CHARGE`], [`super::BODY_LIMIT`] when
@@ -159,6 +160,12 @@ pub struct GateLimits {
     pub concurrent_decisions: usize,
     pub decision_timeout: Duration,
     pub slow: Option<SlowDecisions>,
+    /// Whether the decision threads have cores of their own beside the async workers. When
+    /// they have not (one core: the deployment's CPU limit of 1), a thread can only take
+    /// turns with the worker on the same core, so handing it a small decision adds the two
+    /// hops and no parallelism: small bodies are then decided where they arrive, whatever
+    /// the load (benches/README, "One core").
+    pub cores_beside: bool,
 }
 
 /// Admission control for AdmissionReview requests; see the module documentation.
@@ -172,6 +179,8 @@ pub struct Gate {
     jobs: Arc<Jobs>,
     timeout: Duration,
     slow: Option<SlowDecisions>,
+    /// See [`GateLimits::cores_beside`].
+    cores_beside: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -389,6 +398,7 @@ impl Gate {
             jobs: Jobs::start(limits.concurrent_decisions, capacity),
             timeout: limits.decision_timeout,
             slow: limits.slow.clone(),
+            cores_beside: limits.cores_beside,
             metrics,
         }
     }
@@ -510,11 +520,12 @@ impl Gate {
 
     /// Whether to decide on this async worker rather than queue for a decision thread: only
     /// a body small enough that the engine's caps bound its decision to about a millisecond
-    /// at most, only on a quiet worker ([`Pace`]), and only when no other request is pending,
-    /// so that it delays nobody. At low rates the two hops to a decision thread and back cost
-    /// more CPU than such a decision (benches/README, "Against an independent floor"); under
-    /// load the threads take the decisions off the workers. The test seam's decisions are
-    /// slow by design, so with the seam set every decision goes to the threads.
+    /// at most, and, where the threads have cores beside the workers, only on a quiet worker
+    /// ([`Pace`]) with no other request pending, so that it delays nobody. At low rates the
+    /// two hops to a decision thread and back cost more CPU than such a decision
+    /// (benches/README, "Against an independent floor"); under load the threads take the
+    /// decisions off the workers, if they have cores to run them on. The test seam's
+    /// decisions are slow by design, so with the seam set every decision goes to the threads.
     /// Every request is recorded in the pace, whatever the answer.
     fn decides_inline(
         &self,
@@ -524,14 +535,13 @@ impl Gate {
         unlocked: bool,
     ) -> bool {
         let quiet = with_pace(|pace| pace.record(now));
-        quiet && unlocked && self.alone_and_small(body, reservation)
+        let small = body.len() <= INLINE_MAX_BYTES && self.slow.is_none();
+        unlocked && small && (!self.cores_beside || quiet && self.alone(reservation))
     }
 
-    /// The rest of [`Self::decides_inline`]: a small body, no other request pending, no seam.
-    fn alone_and_small(&self, body: &[u8], reservation: &Reservation) -> bool {
-        body.len() <= INLINE_MAX_BYTES
-            && self.slow.is_none()
-            && self.budget.available_permits() + reservation.0.num_permits() >= self.budget_kib
+    /// Whether no other request is pending.
+    fn alone(&self, reservation: &Reservation) -> bool {
+        self.budget.available_permits() + reservation.0.num_permits() >= self.budget_kib
     }
 
     fn timed_out(&self, endpoint: Endpoint, head: Option<Head>) -> Response {
@@ -670,6 +680,7 @@ mod tests {
                 concurrent_decisions: 1,
                 decision_timeout: Duration::from_secs(1),
                 slow: None,
+                cores_beside: true,
             },
             Arc::default(),
         );
@@ -693,12 +704,17 @@ mod tests {
     }
 
     fn gate(slow: Option<SlowDecisions>) -> Gate {
+        gate_on(slow, true)
+    }
+
+    fn gate_on(slow: Option<SlowDecisions>, cores_beside: bool) -> Gate {
         Gate::new(
             &GateLimits {
                 pending_bytes: 1 << 20,
                 concurrent_decisions: 1,
                 decision_timeout: Duration::from_secs(10),
                 slow,
+                cores_beside,
             },
             Arc::default(),
         )
@@ -749,32 +765,65 @@ mod tests {
         assert_eq!(pace.gap, MAX_GAP * 7 / 8);
     }
 
+    /// A worker's pace whose last request is "later" than any now: no gap, busy.
+    fn busy_pace() -> Pace {
+        Pace {
+            last: Some(Instant::now() + Duration::from_secs(3600)),
+            gap: Duration::ZERO,
+            busy: Duration::ZERO,
+        }
+    }
+
     #[test]
-    fn only_a_small_body_with_nothing_else_pending_is_decided_inline() {
-        let gate = gate(None);
-        let small = vec![b' '; INLINE_MAX_BYTES];
-        let held = gate.reserve(&length(small.len())).unwrap();
-        assert!(gate.alone_and_small(&small, &held));
-        assert!(!gate.alone_and_small(&[b' '; INLINE_MAX_BYTES + 1], &held));
-        let other = gate.reserve(&length(100)).unwrap();
-        assert!(!gate.alone_and_small(&small, &held), "another one pending");
-        drop(other);
-        assert!(gate.alone_and_small(&small, &held));
+    fn which_decisions_are_made_inline() {
         let (started, _) = tokio::sync::mpsc::unbounded_channel();
-        let seamed = self::gate(Some(SlowDecisions {
+        let seam = SlowDecisions {
             uid_prefix: "slow".into(),
             delay: Duration::ZERO,
             started,
-        }));
-        let held = seamed.reserve(&length(small.len())).unwrap();
-        assert!(
-            !seamed.alone_and_small(&small, &held),
-            "the seam's are slow"
-        );
+        };
+        let small = vec![b' '; INLINE_MAX_BYTES];
+        let inline = |gate: &Gate, pace: Pace, body: &[u8], held: &Reservation, unlocked| {
+            PACE.with(|p| p.set(pace));
+            gate.decides_inline(Instant::now(), body, held, unlocked)
+        };
+        let quiet = Pace::default();
+        for cores_beside in [true, false] {
+            let gate = gate_on(None, cores_beside);
+            let held = gate.reserve(&length(small.len())).unwrap();
+            assert!(inline(&gate, quiet, &small, &held, true), "{cores_beside}");
+            let large = [b' '; INLINE_MAX_BYTES + 1];
+            assert!(!inline(&gate, quiet, &large, &held, true), "too large");
+            assert!(
+                !inline(&gate, quiet, &small, &held, false),
+                "the lock is held"
+            );
+            // Only with cores for the threads beside the worker does the load matter.
+            let other = gate.reserve(&length(100)).unwrap();
+            assert_eq!(
+                inline(&gate, quiet, &small, &held, true),
+                !cores_beside,
+                "another one pending, {cores_beside}"
+            );
+            drop(other);
+            assert!(inline(&gate, quiet, &small, &held, true));
+            assert_eq!(
+                inline(&gate, busy_pace(), &small, &held, true),
+                !cores_beside,
+                "a busy worker, {cores_beside}"
+            );
+            let seamed = gate_on(Some(seam.clone()), cores_beside);
+            let held = seamed.reserve(&length(small.len())).unwrap();
+            assert!(
+                !inline(&seamed, quiet, &small, &held, true),
+                "the seam's are slow"
+            );
+        }
     }
 
     /// Where a decision runs: on the worker while it is quiet, on a decision thread once it
-    /// is busy; the answer is the same, and a panic is a 500 either way.
+    /// is busy (on the worker still when the threads have no cores of their own); the answer
+    /// is the same, and a panic is a 500 either way.
     #[tokio::test]
     async fn a_busy_worker_hands_decisions_to_the_threads() {
         async fn run(gate: &Gate, unlocked: bool, panics: bool) -> (StatusCode, String) {
@@ -810,12 +859,7 @@ mod tests {
             run(&gate, false, false).await,
             (StatusCode::OK, "decision-0 2".to_string())
         );
-        // Its last request "later" than this one: no gap, busy.
-        let busy = Pace {
-            last: Some(Instant::now() + Duration::from_secs(3600)),
-            gap: Duration::ZERO,
-            busy: Duration::ZERO,
-        };
+        let busy = busy_pace();
         PACE.with(|p| p.set(busy));
         assert_eq!(
             run(&gate, true, false).await,
@@ -825,6 +869,13 @@ mod tests {
         assert_eq!(
             run(&gate, true, true).await.0,
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // Without cores beside the worker, a busy one decides too.
+        let one_core = gate_on(None, false);
+        PACE.with(|p| p.set(busy));
+        assert_eq!(
+            run(&one_core, true, false).await,
+            (StatusCode::OK, format!("{here} 2"))
         );
     }
 

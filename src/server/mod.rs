@@ -408,6 +408,10 @@ impl Server {
                     concurrent_decisions: args.limits.max_concurrent_decisions,
                     decision_timeout: args.limits.decision_timeout,
                     slow: args.limits.slow_decisions.clone(),
+                    cores_beside: cores_beside(
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        tokio::runtime::Handle::current().metrics().num_workers(),
+                    ),
                 },
                 metrics.clone(),
             ),
@@ -596,6 +600,12 @@ pub fn async_workers(cores: usize, decisions: usize) -> usize {
     cores.saturating_sub(decisions.min(cores / 2)).max(1)
 }
 
+/// Whether the decision threads have cores of their own beside `workers` async workers on
+/// `cores` cores (see [`GateLimits::cores_beside`]).
+pub fn cores_beside(cores: usize, workers: usize) -> bool {
+    cores > workers
+}
+
 /// Binds and serves until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs) -> Result<(), Error> {
     let server = Server::bind(args).await?;
@@ -757,6 +767,9 @@ mod tests {
         assert_eq!([1, 2, 3, 4, 8].map(workers), [1, 1, 2, 2, 6]);
         assert_eq!(super::async_workers(8, 16), 4);
         assert_eq!(super::async_workers(4, 0), 4);
+        // With the default two decision threads, only one core leaves them none of their own.
+        let beside = |cores| super::cores_beside(cores, workers(cores));
+        assert_eq!([1, 2, 3, 4, 8].map(beside), [false, true, true, true, true]);
     }
 
     use axum::body::Body;
