@@ -6,8 +6,8 @@
 //! engine's caps keep short) arriving at a quiet worker with no other request pending, while
 //! no cache writer holds the lock the decision reads under, is decided where it arrives:
 //! there the two hops to a thread and back would cost more than the decision. On a single
-//! core, where a thread could only take turns with the worker, every small body is (see
-//! [`GateLimits::cores_beside`]). Three limits apply:
+//! core, where a thread could only take turns with the worker, every small body is decided
+//! there, whatever the load ([`GateLimits::cores_beside`]). Three limits apply:
 //!
 //! - **Pending budget** (`--max-pending-mib`): before its body is read, each AdmissionReview
 //!   reserves its `Content-Length` (at least [`MIN_CHARGE`], [`super::BODY_LIMIT`] when
@@ -536,7 +536,7 @@ impl Gate {
     ) -> bool {
         let quiet = with_pace(|pace| pace.record(now));
         let small = body.len() <= INLINE_MAX_BYTES && self.slow.is_none();
-        unlocked && small && (!self.cores_beside || quiet && self.alone(reservation))
+        unlocked && small && (!self.cores_beside || (quiet && self.alone(reservation)))
     }
 
     /// Whether no other request is pending.
