@@ -45,6 +45,13 @@ impl Served {
 
     /// [`Served::start`] with logs in `format` (`plain` or `json`).
     fn start_logging(format: &str, extra: &[&str], nofile: Option<u32>) -> Self {
+        let shell = nofile.map(|n| format!("ulimit -n {n} && exec"));
+        Self::launch(format, extra, shell.as_deref())
+    }
+
+    /// Starts it through `sh -c "{shell} BIN ARGS"` when `shell` is given (it ends in `exec`
+    /// or a command that runs the rest).
+    fn launch(format: &str, extra: &[&str], shell: Option<&str>) -> Self {
         let ca = Ca::new();
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = ca.leaf().write_to(dir.path());
@@ -71,13 +78,11 @@ impl Served {
         args.extend(["--listen".into(), addr.to_string()]);
         args.extend(["--admin-listen".into(), admin.to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut command = match nofile {
+        let mut command = match shell {
             None => Command::new(bin),
-            Some(n) => {
+            Some(shell) => {
                 let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(bin);
+                c.arg("-c").arg(format!("{shell} \"$0\" \"$@\"")).arg(bin);
                 c
             }
         };
@@ -273,6 +278,22 @@ async fn post_named(server: &Served, path: &str, uid: &str, name: &str) {
         json!(uid),
         "the uid is echoed whole"
     );
+}
+
+/// On one core (`taskset`, which the server reads as it reads a CPU limit of 1) the decision
+/// threads would only take turns with the async worker, so the server decides small bodies
+/// on the worker under load too, and says so when it starts.
+#[test]
+fn on_one_core_small_bodies_are_decided_inline_under_load() {
+    let mut server = Served::launch("plain", &[], Some("exec taskset -c 0"));
+    let serving = server
+        .drain_lines()
+        .iter()
+        .find(|l| l.contains("server: serving "))
+        .cloned()
+        .unwrap();
+    assert!(serving.contains(" async_workers=1 "), "{serving}");
+    assert!(serving.contains(" inline_under_load=true"), "{serving}");
 }
 
 #[tokio::test]

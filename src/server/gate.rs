@@ -403,6 +403,11 @@ impl Gate {
         }
     }
 
+    /// See [`GateLimits::cores_beside`].
+    pub fn cores_beside(&self) -> bool {
+        self.cores_beside
+    }
+
     /// Reserves budget for a request with these headers, or `None` when it must be shed.
     pub fn reserve(&self, headers: &HeaderMap) -> Option<Reservation> {
         let length = headers

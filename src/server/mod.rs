@@ -558,10 +558,14 @@ impl Server {
             },
             phase_rx,
         ));
+        // How it sized itself under the CPU limit it sees.
         info!(
             listen = %args.listen,
             admin_listen = %args.admin_listen,
             client_auth = args.limits.client_ca.is_some(),
+            async_workers = tokio::runtime::Handle::current().metrics().num_workers(),
+            decision_threads = args.limits.max_concurrent_decisions,
+            inline_under_load = !shared.gate.cores_beside(),
             "serving"
         );
         shutdown.await;
