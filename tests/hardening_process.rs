@@ -280,11 +280,12 @@ async fn post_named(server: &Served, path: &str, uid: &str, name: &str) {
     );
 }
 
-/// On one core (`taskset`, which the server reads as it reads a CPU limit of 1) the decision
-/// threads would only take turns with the async worker, so the server decides small bodies
-/// on the worker under load too, and says so when it starts.
+/// From the CPU the process sees to the gate: on one core (`taskset`, which the server reads
+/// as it reads a CPU limit of 1) the decision threads would only take turns with the async
+/// worker, so the gate is set to decide small bodies on the worker under load too, and the
+/// start-up line reports that setting (the gate's unit tests hold it to where decisions run).
 #[test]
-fn on_one_core_small_bodies_are_decided_inline_under_load() {
+fn on_one_core_the_gate_keeps_small_decisions_inline() {
     let mut server = Served::launch("plain", &[], Some("exec taskset -c 0"));
     let serving = server
         .drain_lines()
