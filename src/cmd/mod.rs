@@ -89,7 +89,7 @@ impl Cli {
                 // TOKIO_WORKER_THREADS, when set, is tokio's to read.
                 if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
                     runtime.worker_threads(crate::server::async_workers(
-                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        crate::server::cores(),
                         args.limits.max_concurrent_decisions,
                     ));
                 }

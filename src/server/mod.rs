@@ -409,7 +409,7 @@ impl Server {
                     decision_timeout: args.limits.decision_timeout,
                     slow: args.limits.slow_decisions.clone(),
                     cores_beside: cores_beside(
-                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        cores(),
                         tokio::runtime::Handle::current().metrics().num_workers(),
                     ),
                 },
@@ -593,6 +593,12 @@ impl Server {
         }
         info!("stopped");
     }
+}
+
+/// The cores this process may use: its CPU limit or affinity, as `available_parallelism`
+/// reads them (at least one).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// How many async workers `serve` runs on `cores` (the process's share of the machine, as
