@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
         let object = fixtures::object(&value);
         let req = fixtures::bench_request(&object);
         c.bench_function(&format!("mutate {label}"), |b| {
-            b.iter(|| engine::mutate(black_box(&req), &inv, &config).unwrap())
+            b.iter(|| engine::mutate_text(black_box(&req), &inv, &config).unwrap())
         });
         let mut mutated = value.clone();
         json_patch::patch(
@@ -115,7 +115,7 @@ fn bench_pools(c: &mut Criterion) {
             m.warnings
         );
         c.bench_function(&format!("mutate pool /16, 60000 taken {label}"), |b| {
-            b.iter(|| engine::mutate(black_box(&req), &inv, &config).unwrap())
+            b.iter(|| engine::mutate_text(black_box(&req), &inv, &config).unwrap())
         });
     }
 }

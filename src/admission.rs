@@ -595,17 +595,16 @@ fn run(
     found: &mut Vec<(Rule, Action)>,
 ) -> AdmissionResponse {
     match endpoint {
-        Endpoint::Mutate => match engine::mutate(request, inventory, config) {
+        // kube's own `patch_type` stays unset: [`Answer::to_vec`] writes `patchType` beside
+        // the patch, and nothing serializes kube's struct.
+        Endpoint::Mutate => match engine::mutate_text(request, inventory, config) {
             Err(e) => bad_request(response, &e.to_string()),
-            Ok(m) if m.patch.0.is_empty() => with_warnings(response, m.warnings),
-            Ok(m) => match patch_bytes(&m.patch) {
-                Ok(patch) => {
-                    let mut response = response;
-                    response.patch = Some(patch);
-                    with_warnings(response, m.warnings)
-                }
-                Err(e) => bad_request(response, &e.to_string()),
-            },
+            Ok(m) if m.patch.is_empty() => with_warnings(response, m.warnings),
+            Ok(m) => {
+                let mut response = response;
+                response.patch = Some(m.patch);
+                with_warnings(response, m.warnings)
+            }
         },
         Endpoint::Validate | Endpoint::ValidateWarn => {
             let enforcement = match endpoint {
@@ -619,20 +618,6 @@ fn run(
         }
     }
 }
-
-/// The patch as the response carries it, written into one buffer sized for the usual patch
-/// (kube's `with_patch` starts at 128 bytes and grows four times for the seed scenario's).
-/// kube's own `patch_type` stays unset: [`Answer::to_vec`] writes `patchType` beside the
-/// patch, and nothing serializes kube's struct.
-fn patch_bytes(patch: &json_patch::Patch) -> serde_json::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(PATCH_CAPACITY);
-    serde_json::to_writer(&mut bytes, patch)?;
-    Ok(bytes)
-}
-
-/// Room for the seed scenario's patch (rename, two MACs, a cloud-init volume and disk:
-/// 1,075 bytes) and more.
-const PATCH_CAPACITY: usize = 2048;
 
 /// Turns a verdict into the answer (SPEC §2.11): denied only for new violations under
 /// `enforcement: deny`; every other violation is a warning; all of them are listed in the

@@ -1,6 +1,4 @@
 //! Deterministic MAC addresses (SPEC §2.3).
-use serde_json::Value;
-
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::{
@@ -88,10 +86,7 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
         assigned.push_str(&iface.name);
         assigned.push('=');
         assigned.push_str(&mac);
-        ops.add(
-            patch::item(&base, i, "macAddress"),
-            Value::String(mac.clone()),
-        );
+        ops.add(patch::item(&base, i, "macAddress"), mac.as_str());
         ctx.vm.to_mut().spec.domain.devices.interfaces[i].mac_address = Some(mac.into());
     }
     if !assigned.is_empty() {

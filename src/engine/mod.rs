@@ -57,6 +57,9 @@ pub enum Error {
         kind: &'static str,
         source: vm::Error,
     },
+    /// The patch's text did not read back as a JSON Patch (a bug: the engine writes it).
+    #[error("the patch written is not a JSON Patch: {source}")]
+    Patch { source: serde_json::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -99,7 +102,15 @@ impl<'a> Object<'a> {
     }
 }
 
-/// What `/mutate` answers.
+/// What `/mutate` answers, its patch as the answer carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatchText {
+    /// The JSON Patch's text; empty when nothing changes.
+    pub patch: Vec<u8>,
+    pub warnings: Vec<String>,
+}
+
+/// What `/mutate` answers, its patch decoded ([`mutate`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mutation {
     pub patch: json_patch::Patch,
@@ -250,17 +261,17 @@ fn parse_requests(vm: &Vm) -> annotations::Result<Requests> {
 /// others pair interfaces with networks by name), then MACs (the network config matches them),
 /// then pool addresses (written where the network config reads requested addresses), then the
 /// network config.
-pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Mutation> {
+pub fn mutate_text(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<PatchText> {
     if deleting(req) {
-        return Ok(Mutation::default());
+        return Ok(PatchText::default());
     }
     let mut ctx = Ctx::new(req, inventory, config)?;
     if ctx.mutation_disabled() || kinds::decided_with_its_vm(&ctx.vm) {
-        return Ok(Mutation::default());
+        return Ok(PatchText::default());
     }
     if let Some(what) = limits::exceeded(&ctx) {
-        return Ok(Mutation {
-            patch: json_patch::Patch(vec![]),
+        return Ok(PatchText {
+            patch: Vec::new(),
             warnings: vec![format!("not mutated: {what}")],
         });
     }
@@ -274,10 +285,22 @@ pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Resu
         pools::assign(&mut ctx, &mut ops, &mut warnings);
         cloudinit::write(&mut ctx, &mut ops, &mut warnings);
     }
-    Ok(Mutation {
-        patch: ops.into_patch(),
+    Ok(PatchText {
+        patch: ops.into_bytes(),
         warnings,
     })
+}
+
+/// [`mutate_text`] with the patch decoded into json-patch's operations, for callers that
+/// look at them (the tests, the benches).
+pub fn mutate(req: &Request<'_>, inventory: &Inventory, config: &Config) -> Result<Mutation> {
+    let PatchText { patch, warnings } = mutate_text(req, inventory, config)?;
+    let patch = if patch.is_empty() {
+        json_patch::Patch(Vec::new())
+    } else {
+        serde_json::from_slice(&patch).map_err(|source| Error::Patch { source })?
+    };
+    Ok(Mutation { patch, warnings })
 }
 
 /// `/validate`: everything still wrong, each denial naming the field and the fix.

@@ -3,8 +3,6 @@ use std::collections::BTreeSet;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use serde_json::Value;
-
 use super::{
     Ctx, Ops,
     by_name::ByName,
@@ -118,11 +116,8 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<Str
             "renamed interface {:?} to {network:?} to match its network ({field}[{i}].name)",
             iface.name
         ));
-        iface.name = network.clone();
-        ops.replace(
-            patch::item(&base, i, "name"),
-            Value::String(network.into_owned()),
-        );
+        ops.replace(patch::item(&base, i, "name"), network.as_ref());
+        iface.name = network;
     }
 }
 

@@ -1,8 +1,8 @@
-//! The JSON Patch (RFC 6902) a mutation answers with, built from typed operations and
-//! pointers whose tokens are escaped by `jsonptr` (annotation keys contain `/`).
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+//! The JSON Patch (RFC 6902) a mutation answers with, written as text operation by operation
+//! (the key order of json-patch's own types), with pointers whose tokens are escaped by
+//! `jsonptr` (annotation keys contain `/`).
 use jsonptr::PointerBuf;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::model::text::push_decimal;
 
@@ -33,29 +33,63 @@ pub fn item(list: &str, index: usize, field: &str) -> PointerBuf {
     PointerBuf::parse(buf).unwrap_or_else(|_| pointer(list, [index.to_string().as_str(), field]))
 }
 
-/// The operations of one mutation, in order.
+/// The operations of one mutation, in order, written as the JSON Patch text the answer
+/// carries: each value is serialized where it is added, so no `PatchOperation` or value tree
+/// is kept, walked again and dropped (issue #19).
 #[derive(Debug, Default)]
-pub struct Ops(Vec<PatchOperation>);
+pub struct Ops(Vec<u8>);
 
 impl Ops {
-    pub fn add(&mut self, path: PointerBuf, value: Value) {
-        self.0
-            .push(PatchOperation::Add(AddOperation { path, value }));
+    pub fn add<V: Serialize + ?Sized>(&mut self, path: PointerBuf, value: &V) {
+        self.operation("add", &path, Some(value));
     }
 
-    pub fn replace(&mut self, path: PointerBuf, value: Value) {
-        self.0
-            .push(PatchOperation::Replace(ReplaceOperation { path, value }));
+    pub fn replace<V: Serialize + ?Sized>(&mut self, path: PointerBuf, value: &V) {
+        self.operation("replace", &path, Some(value));
     }
 
     pub fn remove(&mut self, path: PointerBuf) {
-        self.0
-            .push(PatchOperation::Remove(RemoveOperation { path }));
+        self.operation::<()>("remove", &path, None);
     }
 
-    pub fn into_patch(self) -> Patch {
-        Patch(self.0)
+    /// `{"op":…,"path":…,"value":…}`, the key order of json-patch's own serialization.
+    fn operation<V: Serialize + ?Sized>(&mut self, op: &str, path: &PointerBuf, value: Option<&V>) {
+        let out = &mut self.0;
+        if out.is_empty() {
+            // Sized for the usual patch (the seed scenario's: 1,075 bytes) and more.
+            out.reserve(CAPACITY);
+            out.push(b'[');
+        } else {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"op\":\"");
+        out.extend_from_slice(op.as_bytes());
+        out.extend_from_slice(b"\",\"path\":");
+        write(out, path.as_str());
+        if let Some(value) = value {
+            out.extend_from_slice(b",\"value\":");
+            write(out, value);
+        }
+        out.push(b'}');
     }
+
+    /// The patch's JSON text, empty when there is no operation.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if !self.0.is_empty() {
+            self.0.push(b']');
+        }
+        self.0
+    }
+}
+
+/// Room for the seed scenario's patch (rename, two MACs, a cloud-init volume and disk:
+/// 1,075 bytes) and more.
+const CAPACITY: usize = 2048;
+
+/// Serializes into the patch. Cannot fail: the engine adds strings and `serde_json::Value`s,
+/// whose maps have string keys, to a `Vec`, which takes every write.
+fn write<V: Serialize + ?Sized>(out: &mut Vec<u8>, value: &V) {
+    serde_json::to_writer(out, value).expect("strings and JSON values serialize");
 }
 
 #[cfg(test)]
@@ -100,13 +134,28 @@ mod tests {
     }
 
     #[test]
-    fn operations_serialize_as_rfc6902() {
+    fn operations_are_written_as_json_patch_writes_them() {
         let mut ops = Ops::default();
-        ops.add(pointer("/a", ["-"]), Value::from(1));
+        ops.add(
+            pointer("/a", ["-"]),
+            &serde_json::json!({"b": "x\"y", "a": [1]}),
+        );
         ops.remove(pointer("/b", []));
+        ops.replace(pointer("/metadata/annotations", ["k/\"q"]), "line\nnext");
+        // json-patch's own types, serialized by serde: the text the patch was before.
+        let theirs: json_patch::Patch = serde_json::from_value(serde_json::json!([
+            {"op": "add", "path": "/a/-", "value": {"b": "x\"y", "a": [1]}},
+            {"op": "remove", "path": "/b"},
+            {"op": "replace", "path": "/metadata/annotations/k~1\"q", "value": "line\nnext"},
+        ]))
+        .unwrap();
         assert_eq!(
-            serde_json::to_value(ops.into_patch()).unwrap(),
-            serde_json::json!([{"op": "add", "path": "/a/-", "value": 1}, {"op": "remove", "path": "/b"}])
+            String::from_utf8(ops.into_bytes()).unwrap(),
+            serde_json::to_string(&theirs).unwrap()
+        );
+        assert!(
+            Ops::default().into_bytes().is_empty(),
+            "no operation, no text"
         );
     }
 }

@@ -419,11 +419,11 @@ pub(super) fn assign(ctx: &mut Ctx<'_>, ops: &mut Ops, warnings: &mut Vec<String
     let meta = ctx.vm.layout.vm_meta;
     let key = annotations::NETWORKS;
     if ctx.vm.annotations.contains_key(key) {
-        ops.replace(pointer(meta, ["annotations", key]), json!(text));
+        ops.replace(pointer(meta, ["annotations", key]), text.as_str());
     } else if ctx.vm.has_annotations {
-        ops.add(pointer(meta, ["annotations", key]), json!(text));
+        ops.add(pointer(meta, ["annotations", key]), text.as_str());
     } else {
-        ops.add(pointer(meta, ["annotations"]), json!({ key: text }));
+        ops.add(pointer(meta, ["annotations"]), &json!({ key: text }));
     }
     ctx.set_networks_annotation(text);
     ctx.vm.to_mut().has_annotations = true;

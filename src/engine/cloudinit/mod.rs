@@ -295,7 +295,7 @@ fn changes(ctx: &Ctx<'_>, nics: &[Nic], kept: &str) -> String {
 /// escaping), creating the list (and missing parents) if needed.
 fn push_to_list(ops: &mut Ops, shape: ListShape, path: &str, item: Value) {
     if shape.is_array {
-        ops.add(pointer(path, ["-"]), item);
+        ops.add(pointer(path, ["-"]), &item);
         return;
     }
     // Under the deepest existing object, add the nested rest in one operation.
@@ -308,7 +308,7 @@ fn push_to_list(ops: &mut Ops, shape: ListShape, path: &str, item: Value) {
         value = json!({ key: value });
         to = parent;
     }
-    ops.add(pointer(to, []), value);
+    ops.add(pointer(to, []), &value);
 }
 
 fn free_name(taken: &[&str]) -> String {
@@ -441,14 +441,12 @@ fn put(
             let at = |field| pointer(&base, [index.as_str(), kind.field(), field]);
             let changed = current.as_deref() != Some(data.as_str());
             if changed {
-                ops.add(at("networkData"), Value::String(data.clone()));
+                ops.add(at("networkData"), data.as_str());
             }
             match existing {
                 // cloud-init ignores network config from a datasource without user-data.
-                UserData::Missing => ops.add(at("userData"), Value::String(USER_DATA.into())),
-                UserData::Legacy if changed => {
-                    ops.replace(at("userData"), Value::String(USER_DATA.into()))
-                }
+                UserData::Missing => ops.add(at("userData"), USER_DATA),
+                UserData::Legacy if changed => ops.replace(at("userData"), USER_DATA),
                 _ => {}
             }
             (changed, kind)
@@ -492,12 +490,9 @@ fn put(
 fn set_annotation(ctx: &mut Ctx<'_>, ops: &mut Ops, key: &'static str, value: String) {
     let meta = ctx.vm.layout.vm_meta;
     if ctx.vm.has_annotations {
-        ops.add(
-            pointer(meta, ["annotations", key]),
-            Value::String(value.clone()),
-        );
+        ops.add(pointer(meta, ["annotations", key]), value.as_str());
     } else {
-        ops.add(pointer(meta, ["annotations"]), json!({ key: value }));
+        ops.add(pointer(meta, ["annotations"]), &json!({ key: value }));
         ctx.vm.to_mut().has_annotations = true;
     }
     ctx.vm.to_mut().annotations.insert(key.into(), value.into());
