@@ -2,7 +2,7 @@
 //! (the key order of json-patch's own types), with pointers whose tokens are escaped by
 //! `jsonptr` (annotation keys contain `/`).
 use jsonptr::PointerBuf;
-use serde::Serialize;
+use serde_json::Value;
 
 use crate::model::text::push_decimal;
 
@@ -39,24 +39,43 @@ pub fn item(list: &str, index: usize, field: &str) -> PointerBuf {
 #[derive(Debug, Default)]
 pub struct Ops(Vec<u8>);
 
+/// A value the engine adds: text, or a JSON value it built. Neither can fail to serialize
+/// (a `Value`'s maps have string keys), which is why the patch takes nothing else.
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+impl<'a> From<&'a str> for Item<'a> {
+    fn from(text: &'a str) -> Self {
+        Item::Text(text)
+    }
+}
+
+impl<'a> From<&'a Value> for Item<'a> {
+    fn from(value: &'a Value) -> Self {
+        Item::Json(value)
+    }
+}
+
 impl Ops {
-    pub fn add<V: Serialize + ?Sized>(&mut self, path: PointerBuf, value: &V) {
-        self.operation("add", &path, Some(value));
+    pub fn add<'a>(&mut self, path: PointerBuf, value: impl Into<Item<'a>>) {
+        self.operation("add", &path, Some(value.into()));
     }
 
-    pub fn replace<V: Serialize + ?Sized>(&mut self, path: PointerBuf, value: &V) {
-        self.operation("replace", &path, Some(value));
+    pub fn replace<'a>(&mut self, path: PointerBuf, value: impl Into<Item<'a>>) {
+        self.operation("replace", &path, Some(value.into()));
     }
 
     pub fn remove(&mut self, path: PointerBuf) {
-        self.operation::<()>("remove", &path, None);
+        self.operation("remove", &path, None);
     }
 
     /// `{"op":…,"path":…,"value":…}`, the key order of json-patch's own serialization.
-    fn operation<V: Serialize + ?Sized>(&mut self, op: &str, path: &PointerBuf, value: Option<&V>) {
+    fn operation(&mut self, op: &str, path: &PointerBuf, value: Option<Item<'_>>) {
         let out = &mut self.0;
         if out.is_empty() {
-            // Sized for the usual patch (the seed scenario's: 1,075 bytes) and more.
             out.reserve(CAPACITY);
             out.push(b'[');
         } else {
@@ -65,7 +84,7 @@ impl Ops {
         out.extend_from_slice(b"{\"op\":\"");
         out.extend_from_slice(op.as_bytes());
         out.extend_from_slice(b"\",\"path\":");
-        write(out, path.as_str());
+        write(out, Item::Text(path.as_str()));
         if let Some(value) = value {
             out.extend_from_slice(b",\"value\":");
             write(out, value);
@@ -86,10 +105,13 @@ impl Ops {
 /// 1,075 bytes) and more.
 const CAPACITY: usize = 2048;
 
-/// Serializes into the patch. Cannot fail: the engine adds strings and `serde_json::Value`s,
-/// whose maps have string keys, to a `Vec`, which takes every write.
-fn write<V: Serialize + ?Sized>(out: &mut Vec<u8>, value: &V) {
-    serde_json::to_writer(out, value).expect("strings and JSON values serialize");
+/// Serializes into the patch; see [`Item`] for why it cannot fail (a `Vec` takes every write).
+fn write(out: &mut Vec<u8>, value: Item<'_>) {
+    let written = match value {
+        Item::Text(text) => serde_json::to_writer(out, text),
+        Item::Json(value) => serde_json::to_writer(out, value),
+    };
+    written.expect("text and JSON values serialize");
 }
 
 #[cfg(test)]
