@@ -1,4 +1,5 @@
-//! Load generator for `/mutate` over TLS with keep-alive connections, loopback only.
+//! Load generator for `/mutate` (or `/validate`) over TLS with keep-alive connections, loopback
+//! only.
 //!
 //! Without `--addr` it starts the server in-process (certificates from a fresh CA, NADs and
 //! VMs from the test cases). With `--addr` it loads a server started separately, e.g.:
@@ -10,7 +11,9 @@
 //! cargo run --release --example loadtest -- --addr 127.0.0.1:8443 --ca /tmp/lt/ca.crt
 //! ```
 //!
-//! Prints requests/s and latency percentiles; exits 1 if any request failed.
+//! Prints requests/s and latency percentiles; exits 1 if any request failed. It sends the seed
+//! scenario's CREATE to `/mutate`; `--endpoint validate` loads `/validate`, and `--case FILE`
+//! sends the VM of another manifest (deploy/pgo-build.sh trains on every test case so).
 //!
 //! `--rate N` sends N requests/s in all (open loop: latency counts from when a request was
 //! due, so a stall shows as the wait it caused).
@@ -68,7 +71,7 @@ use kubevirt_net_webhook::server::ServeArgs;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Bounded load on /mutate over TLS.
+/// Bounded load on /mutate (or /validate) over TLS.
 #[derive(Debug, Parser)]
 struct Args {
     /// Keep-alive connections, each sending one request at a time.
@@ -111,6 +114,13 @@ struct Args {
     /// With --compare, the webhook's endpoints to load (each a column per binary).
     #[arg(long, value_delimiter = ',', default_value = "mutate,validate")]
     endpoints: Vec<Endpoint>,
+    /// Without --compare, the endpoint to load.
+    #[arg(long, default_value = "mutate", conflicts_with = "compare")]
+    endpoint: Endpoint,
+    /// Without --compare, send the CREATE of the VirtualMachine in this manifest (e.g. one of
+    /// tests/data/cases) instead of the seed scenario's.
+    #[arg(long, value_name = "FILE", conflicts_with = "compare")]
+    case: Option<PathBuf>,
     /// Log as `deploy/` does (JSON lines at info, one per request, to stderr) for the servers
     /// of this project that this program starts; `plain`, or `none` to measure without logs.
     #[arg(long, default_value = "json")]
@@ -121,7 +131,7 @@ struct Args {
     serve_empty: Option<Vec<String>>,
 }
 
-/// A webhook endpoint that `--compare` loads.
+/// A webhook endpoint to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Endpoint {
     Mutate,
@@ -645,7 +655,10 @@ async fn main() -> std::process::ExitCode {
         println!("wrote {}/{{ca.crt,tls.crt,tls.key}}", dir.display());
         return std::process::ExitCode::SUCCESS;
     }
-    let body = Bytes::from(fixtures::seed_create_body("load"));
+    let body = Bytes::from(match &args.case {
+        Some(path) => fixtures::case_create_body(path, "load"),
+        None => fixtures::seed_create_body("load"),
+    });
     if args.compare {
         return compare(&args, body).await;
     }
@@ -675,7 +688,7 @@ async fn main() -> std::process::ExitCode {
         limit: args.requests.unwrap_or(u64::MAX),
         rate: args.rate,
     };
-    let stats = run(addr, "/mutate", &load, None).await;
+    let stats = run(addr, args.endpoint.path(), &load, None).await;
     println!(
         "{} requests ({} failed) in {:.2}s over {} {} connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         stats.latencies.len(),

@@ -903,9 +903,24 @@ fn audit_cronjob_example_runs_audit_and_may_only_read() {
 fn containerfile_matches_the_deployment() {
     let path = repo().join("deploy/Containerfile");
     let text = std::fs::read_to_string(&path).expect("deploy/Containerfile");
+    // The image's binary is the profile-guided build of deploy/pgo-build.sh: both of its
+    // builds (instrumented, then with the profile) from Cargo.lock.
     assert!(
-        text.contains("cargo build --release --locked"),
+        text.contains("CARGO_FLAGS=--locked deploy/pgo-build.sh"),
         "reproducible build from Cargo.lock"
+    );
+    let script = std::fs::read_to_string(repo().join("deploy/pgo-build.sh")).unwrap();
+    assert_eq!(
+        script
+            .matches("cargo build --release $flags --bin kubevirt-net-webhook")
+            .count(),
+        2,
+        "instrumented and profile-guided builds"
+    );
+    assert!(script.contains("-Cprofile-generate=") && script.contains("-Cprofile-use="));
+    assert!(
+        text.contains("COPY --from=builder /usr/local/bin/kubevirt-net-webhook"),
+        "the image takes the binary the builder stage put there"
     );
     let user = text
         .lines()

@@ -432,7 +432,12 @@ pub fn seed_create_body(uid: &str) -> String {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/cases/seed-wukong-static-ip.yaml"
     );
-    let vm = kubevirt_net_webhook::manifests::read_path(std::path::Path::new(path))
+    case_create_body(std::path::Path::new(path), uid)
+}
+
+/// The CREATE AdmissionReview of the VirtualMachine in the manifest at `path`.
+pub fn case_create_body(path: &std::path::Path, uid: &str) -> String {
+    let vm = kubevirt_net_webhook::manifests::read_path(path)
         .unwrap()
         .into_iter()
         .find(|d| d.kind() == "VirtualMachine")
