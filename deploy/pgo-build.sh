@@ -12,10 +12,9 @@
 #    `llvm-tools`) and builds again with `-Cprofile-use` into target/pgo.
 #
 # Same code, same tests: PGO only changes how the compiler lays out and inlines it. What it
-# buys is in benches/README ("Profile-guided build"). Needs rustup's llvm-tools component
-# (`rustup component add llvm-tools`), curl, and two free loopback ports (18443, 18444, or
-# PGO_PORT and the next). Cargo flags such as
-# `--locked` or `--offline` can be given in CARGO_FLAGS.
+# buys is in benches/README ("The profile-guided build"). Needs rustup's llvm-tools
+# component (`rustup component add llvm-tools`), curl, and two free loopback ports (18443
+# and 18444, or PGO_PORT and the next). CARGO_FLAGS replaces the cargo flags (`--locked`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flags=${CARGO_FLAGS:---locked}
@@ -52,6 +51,10 @@ for _ in $(seq 1 300); do
   curl -sf "http://$admin/readyz" >/dev/null && break
   sleep 0.1
 done
+if ! curl -sf "http://$admin/readyz" >/dev/null; then
+  echo "the instrumented server did not get ready on $listen" >&2
+  exit 1
+fi
 for case in tests/data/cases/*.yaml; do
   for endpoint in mutate validate; do
     for rate in "" "--rate 5000"; do
