@@ -2,6 +2,7 @@
 //! (the key order of json-patch's own types), with pointers whose tokens are escaped by
 //! `jsonptr` (annotation keys contain `/`).
 use jsonptr::PointerBuf;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::text::push_decimal;
@@ -72,8 +73,30 @@ impl Ops {
         self.operation("remove", &path, None);
     }
 
+    /// Adds one of the engine's own `Serialize` structs, written straight into the patch
+    /// without building a value tree first. Their fields are strings and such structs, so
+    /// their serialization cannot fail either.
+    pub fn add_struct<T: Serialize>(&mut self, path: PointerBuf, value: &T) {
+        self.begin("add", &path);
+        let out = &mut self.0;
+        out.extend_from_slice(b",\"value\":");
+        serde_json::to_writer(&mut *out, value).expect("the engine's structs serialize");
+        out.push(b'}');
+    }
+
     /// `{"op":…,"path":…,"value":…}`, the key order of json-patch's own serialization.
     fn operation(&mut self, op: &str, path: &PointerBuf, value: Option<Item<'_>>) {
+        self.begin(op, path);
+        let out = &mut self.0;
+        if let Some(value) = value {
+            out.extend_from_slice(b",\"value\":");
+            write(out, value);
+        }
+        out.push(b'}');
+    }
+
+    /// An operation up to its path: `{"op":…,"path":…`.
+    fn begin(&mut self, op: &str, path: &PointerBuf) {
         let out = &mut self.0;
         if out.is_empty() {
             out.reserve(CAPACITY);
@@ -85,11 +108,6 @@ impl Ops {
         out.extend_from_slice(op.as_bytes());
         out.extend_from_slice(b"\",\"path\":");
         write(out, Item::Text(path.as_str()));
-        if let Some(value) = value {
-            out.extend_from_slice(b",\"value\":");
-            write(out, value);
-        }
-        out.push(b'}');
     }
 
     /// The patch's JSON text, empty when there is no operation.
@@ -178,6 +196,32 @@ mod tests {
         assert!(
             Ops::default().into_bytes().is_empty(),
             "no operation, no text"
+        );
+    }
+
+    #[test]
+    fn a_struct_is_written_as_its_value_would_be() {
+        #[derive(Serialize)]
+        struct Named<'a> {
+            b: &'a str,
+            a: [u8; 1],
+        }
+        let mut ours = Ops::default();
+        ours.add_struct(pointer("/a", ["-"]), &Named { b: "x\"y", a: [1] });
+        let mut theirs = Ops::default();
+        theirs.add(
+            pointer("/a", ["-"]),
+            &serde_json::json!({"b": "x\"y", "a": [1]}),
+        );
+        let ours = String::from_utf8(ours.into_bytes()).unwrap();
+        // A struct keeps its field order where a map sorts its keys.
+        assert_eq!(
+            ours,
+            r#"[{"op":"add","path":"/a/-","value":{"b":"x\"y","a":[1]}}]"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&ours).unwrap(),
+            serde_json::from_slice::<Value>(&theirs.into_bytes()).unwrap()
         );
     }
 }

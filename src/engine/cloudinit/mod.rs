@@ -10,7 +10,8 @@ pub(crate) mod managed;
 pub mod render;
 pub mod v1;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use super::{
     Ctx, Ops, Requests, addresses,
@@ -32,6 +33,34 @@ pub use render::{Nic, NicConfig, render_netplan, render_network_data_json};
 /// KubeVirt's limit for inline cloud-init data.
 pub const INLINE_LIMIT: usize = 2048;
 const VOLUME_NAME: &str = "cloudinitdisk";
+
+/// The cloud-init volume added for the config. Fields in the order a `serde_json` map
+/// (sorted by key) writes them, as when the volume was built with `json!`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewVolume<'a> {
+    cloud_init_no_cloud: NoCloud<'a>,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NoCloud<'a> {
+    network_data: &'a str,
+    user_data: &'a str,
+}
+
+/// The disk that serves the added volume, fields sorted as [`NewVolume`]'s.
+#[derive(Serialize)]
+struct NewDisk<'a> {
+    disk: Bus,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Bus {
+    bus: &'static str,
+}
 
 /// Where the config would go, and what is there now.
 #[derive(Debug)]
@@ -293,11 +322,12 @@ fn changes(ctx: &Ctx<'_>, nics: &[Nic], kept: &str) -> String {
 
 /// Appends `item` to the list at `path` (one of the engine's own pointers, so no token needs
 /// escaping), creating the list (and missing parents) if needed.
-fn push_to_list(ops: &mut Ops, shape: ListShape, path: &str, item: Value) {
+fn push_to_list<T: Serialize>(ops: &mut Ops, shape: ListShape, path: &str, item: &T) {
     if shape.is_array {
-        ops.add(pointer(path, ["-"]), &item);
+        ops.add_struct(pointer(path, ["-"]), item);
         return;
     }
+    let item = serde_json::to_value(item).expect("the engine's structs serialize");
     // Under the deepest existing object, add the nested rest in one operation.
     let mut value = json!([item]);
     let mut to = path;
@@ -455,15 +485,18 @@ fn put(
             let spec = &ctx.vm.spec;
             let disks = spec.domain.devices.disks.as_deref().unwrap_or_default();
             let name = new_volume_name(&ctx.vm);
-            let user_data = user_data.unwrap_or_else(|| USER_DATA.to_string());
+            let user_data = user_data.as_deref().unwrap_or(USER_DATA);
             push_to_list(
                 ops,
                 ctx.vm.lists.volumes,
                 &ctx.vm.spec_pointer(VOLUMES),
-                json!({
-                    "name": name,
-                    "cloudInitNoCloud": {"userData": user_data, "networkData": data},
-                }),
+                &NewVolume {
+                    cloud_init_no_cloud: NoCloud {
+                        network_data: &data,
+                        user_data,
+                    },
+                    name: &name,
+                },
             );
             // A disk already named like the volume (declared without one) serves it.
             if !disks.iter().any(|d| d.name == name) {
@@ -471,7 +504,10 @@ fn put(
                     ops,
                     ctx.vm.lists.disks,
                     &ctx.vm.spec_pointer(DISKS),
-                    json!({"name": name, "disk": {"bus": "virtio"}}),
+                    &NewDisk {
+                        disk: Bus { bus: "virtio" },
+                        name: &name,
+                    },
                 );
             }
             (true, CloudInitKind::NoCloud)
@@ -515,5 +551,34 @@ pub(super) fn check(ctx: &Ctx<'_>, verdict: &mut Findings<'_>) {
             "the requested addresses need {bytes} bytes of cloud-init network config and KubeVirt allows {INLINE_LIMIT} inline: put the network config in a Secret (networkDataSecretRef in {}) yourself, or request fewer settings",
             ctx.vm.volumes_field()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The added volume and disk are written as `json!` wrote them before (a `serde_json`
+    /// map, keys sorted), so the patch's bytes did not change.
+    #[test]
+    fn the_added_volume_and_disk_are_written_as_maps_wrote_them() {
+        let volume = NewVolume {
+            cloud_init_no_cloud: NoCloud {
+                network_data: "version: 2\n\"q\"",
+                user_data: USER_DATA,
+            },
+            name: VOLUME_NAME,
+        };
+        let map = json!({
+            "name": VOLUME_NAME,
+            "cloudInitNoCloud": {"userData": USER_DATA, "networkData": "version: 2\n\"q\""},
+        });
+        assert_eq!(serde_json::to_string(&volume).unwrap(), map.to_string());
+        let disk = NewDisk {
+            disk: Bus { bus: "virtio" },
+            name: VOLUME_NAME,
+        };
+        let map = json!({"name": VOLUME_NAME, "disk": {"bus": "virtio"}});
+        assert_eq!(serde_json::to_string(&disk).unwrap(), map.to_string());
     }
 }
