@@ -41,7 +41,8 @@ pub fn item(list: &str, index: usize, field: &str) -> PointerBuf {
 pub struct Ops(Vec<u8>);
 
 /// A value the engine adds: text, or a JSON value it built. Neither can fail to serialize
-/// (a `Value`'s maps have string keys), which is why the patch takes nothing else.
+/// (a `Value`'s maps have string keys); nor can the engine's structs of strings that
+/// [`Ops::add_struct`] takes, which is why the patch takes nothing else.
 #[derive(Debug, Clone, Copy)]
 pub enum Item<'a> {
     Text(&'a str),
