@@ -7,7 +7,9 @@
 //! no cache writer holds the lock the decision reads under, is decided where it arrives:
 //! there the two hops to a thread and back would cost more than the decision. On a single
 //! core, where a thread could only take turns with the worker, every small body is decided
-//! there, whatever the load ([`GateLimits::cores_beside`]). Three limits apply:
+//! there, whatever the load ([`GateLimits::cores_beside`]). The decision threads run as batch
+//! work for the kernel's scheduler (`SCHED_BATCH`), so that waking one never preempts the
+//! async worker that queued its job. Three limits apply:
 //!
 //! - **Pending budget** (`--max-pending-mib`): before its body is read, each AdmissionReview
 //!   reserves its `Content-Length` (at least [`MIN_CHARGE`], [`super::BODY_LIMIT`] when
@@ -49,7 +51,7 @@ use serde::{
 };
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{BODY_LIMIT, logfmt::Escaped, metrics::Metrics};
 use crate::admission::Endpoint;
@@ -324,6 +326,9 @@ impl Jobs {
             let spawned = std::thread::Builder::new()
                 .name(format!("decision-{i}"))
                 .spawn(move || {
+                    if let Err(error) = run_as_batch() {
+                        info!(%error, "decision thread keeps the default scheduling policy");
+                    }
                     while let Some(job) = queue.next() {
                         // A panic fails that request (its answer channel is dropped), not the
                         // thread.
@@ -381,6 +386,30 @@ impl Jobs {
         self.lock().closed = true;
         self.ready.notify_all();
     }
+}
+
+/// Marks the calling thread as batch work for Linux's scheduler (`SCHED_BATCH`): the same
+/// share of the CPU, but its wake-ups do not preempt the thread running. A decision thread is
+/// woken by the async worker that has just queued a job, most often on the same core; with
+/// the default policy it preempted that worker, which still had answers to write and
+/// connections to read (a context switch both ways for about every second request when
+/// saturated). As batch work it runs when a core is free or the worker's turn ends.
+/// benches/README, "Decision threads as batch work", has the figures.
+#[cfg(target_os = "linux")]
+fn run_as_batch() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` outlives the call, which only reads it; pid 0 is the calling thread.
+    let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_as_batch() -> std::io::Result<()> {
+    Ok(())
 }
 
 fn kib(bytes: usize) -> u32 {
@@ -882,6 +911,28 @@ mod tests {
             run(&one_core, true, false).await,
             (StatusCode::OK, format!("{here} 2"))
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn decision_threads_run_as_batch_work_and_leave_the_callers_policy_alone() {
+        // SAFETY (both calls): no arguments but the calling thread.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let jobs = Jobs::start(2, 4);
+        let (sent, got) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let sent = sent.clone();
+            assert!(
+                jobs.push(Box::new(move || sent.send(policy()).unwrap()))
+                    .is_ok()
+            );
+        }
+        for _ in 0..2 {
+            let got = got.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(got, libc::SCHED_BATCH, "a decision thread's policy");
+        }
+        assert_eq!(policy(), libc::SCHED_OTHER, "the thread that started them");
+        jobs.close();
     }
 
     #[test]
