@@ -29,7 +29,8 @@
 //! stime of `/proc/PID/stat`) is divided by the requests answered, at the fixed rate and
 //! saturated, and saturated also by the run's time: the cores the server kept busy, which on
 //! a machine shared with the load generator is as much a part of its saturation as what each
-//! request cost it. It prints a Markdown table: medians over the rounds, and ratios to the
+//! request cost it; beside it, the cores that stayed idle (`/proc/stat`, the whole machine),
+//! which neither the server nor the load generator used. It prints a Markdown table: medians over the rounds, and ratios to the
 //! floor that are the medians of the rounds' own ratios. The floor and the webhook are the
 //! binaries beside this one:
 //!
@@ -154,6 +155,8 @@ struct Stats {
     elapsed: Duration,
     /// CPU time of the server process while loaded, when its pid was given.
     cpu: Option<Duration>,
+    /// Idle time of the whole machine over the same window, when the pid was given.
+    idle: Option<Duration>,
 }
 
 impl Stats {
@@ -173,6 +176,13 @@ impl Stats {
             .map_or(f64::NAN, |c| c.as_secs_f64() / self.elapsed.as_secs_f64())
     }
 
+    /// The machine's idle time over the run's time: the cores that nothing ran on, neither
+    /// the server nor this load generator.
+    fn idle_cores(&self) -> f64 {
+        self.idle
+            .map_or(f64::NAN, |i| i.as_secs_f64() / self.elapsed.as_secs_f64())
+    }
+
     /// The server's CPU time per answered request, in microseconds.
     fn cpu_us_per_request(&self) -> f64 {
         self.cpu.map_or(f64::NAN, |c| {
@@ -190,6 +200,22 @@ fn cpu_time(pid: u32) -> Duration {
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10)
+}
+
+/// Idle time of the whole machine so far: the idle and iowait fields of `/proc/stat`'s `cpu`
+/// line (all CPUs), in the same ticks of 1/100 s.
+fn machine_idle() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(Duration::from_millis(
+        (fields.get(3)? + fields.get(4)?) * 10,
+    ))
 }
 
 /// What to load and how: `connections` keep-alive connections posting `body` for `duration`
@@ -222,6 +248,7 @@ async fn run(addr: SocketAddr, path: &'static str, load: &Load, pid: Option<u32>
         clients.push(Http::tls(addr, config.clone()).await);
     }
     let cpu_before = pid.map(cpu_time);
+    let idle_before = pid.and_then(|_| machine_idle());
     let started = Instant::now();
     let deadline = started + duration;
     for (i, mut http) in clients.into_iter().enumerate() {
@@ -259,6 +286,7 @@ async fn run(addr: SocketAddr, path: &'static str, load: &Load, pid: Option<u32>
         failures: 0,
         elapsed: Duration::ZERO,
         cpu: None,
+        idle: None,
     };
     let mut open = Vec::new();
     for task in tasks {
@@ -269,6 +297,9 @@ async fn run(addr: SocketAddr, path: &'static str, load: &Load, pid: Option<u32>
     }
     if let (Some(pid), Some(before)) = (pid, cpu_before) {
         stats.cpu = Some(cpu_time(pid).saturating_sub(before));
+    }
+    if let (Some(before), Some(after)) = (idle_before, machine_idle()) {
+        stats.idle = Some(after.saturating_sub(before));
     }
     drop(open);
     stats.elapsed = started
@@ -487,11 +518,12 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
     }
 
     // Per column and round: saturation req/s; at the fixed rate CPU µs/request, p50, p99;
-    // saturated, CPU µs/request and the cores the server kept busy. Saturation is their
-    // quotient: on a machine shared with the load generator the second says how much of it
-    // the server won, the first what each request cost it.
+    // saturated, CPU µs/request, the cores the server kept busy and the machine's idle cores.
+    // Saturation is the cores over the CPU per request: on a machine shared with the load
+    // generator the cores say how much of it the server won, the CPU what each request cost
+    // it; the idle cores, what nobody won.
     let n = servers.len();
-    let mut results: Vec<[Vec<f64>; 6]> = (0..n).map(|_| Default::default()).collect();
+    let mut results: Vec<[Vec<f64>; 7]> = (0..n).map(|_| Default::default()).collect();
     let mut failures = 0;
     for round in 0..args.rounds {
         // The order rotates, so that a drift of the machine within a round favours none.
@@ -527,6 +559,7 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
             r[3].push(fix.percentile_ms(0.99));
             r[4].push(sat.cpu_us_per_request());
             r[5].push(sat.cores());
+            r[6].push(sat.idle_cores());
         }
     }
     drop(servers);
@@ -579,6 +612,9 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
     row("cores the server kept busy, saturated".into(), &|c| {
         format!("{:.2}", m(c, 5))
     });
+    row("idle cores of the machine, saturated".into(), &|c| {
+        format!("{:.2}", m(c, 6))
+    });
     row("saturation, ratio to the same-stack empty".into(), &|c| {
         if c == 0 {
             "–".into()
@@ -600,7 +636,7 @@ async fn compare(args: &Args, body: Bytes) -> std::process::ExitCode {
         }
     }
     println!(
-        "(medians of {} rounds, {} connections, {:?} saturated and {:?} at {rate_text} req/s per server and round, {}; CPU: the server process's user + system time over the requests answered; cores: that time over the run's)",
+        "(medians of {} rounds, {} connections, {:?} saturated and {:?} at {rate_text} req/s per server and round, {}; CPU: the server process's user + system time over the requests answered; cores: that time over the run's; idle cores: the machine's idle time over the run's)",
         args.rounds,
         args.connections,
         args.duration,
