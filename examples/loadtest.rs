@@ -30,9 +30,9 @@
 //! saturated, and saturated also by the run's time: the cores the server kept busy, which on
 //! a machine shared with the load generator is as much a part of its saturation as what each
 //! request cost it; beside it, the cores that stayed idle (`/proc/stat`, the whole machine),
-//! which neither the server nor the load generator used. It prints a Markdown table: medians over the rounds, and ratios to the
-//! floor that are the medians of the rounds' own ratios. The floor and the webhook are the
-//! binaries beside this one:
+//! which neither the server nor the load generator used. It prints a Markdown table: medians
+//! over the rounds, and ratios to the floor that are the medians of the rounds' own ratios.
+//! The floor and the webhook are the binaries beside this one:
 //!
 //! ```text
 //! cargo build --release --bin kubevirt-net-webhook --example floor --example loadtest
