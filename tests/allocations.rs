@@ -125,8 +125,8 @@ const ADMISSION_MUTATE: u64 = 127;
 const ADMISSION_MUTATE_APPLIED: u64 = 134;
 /// Per request through the server, on a keep-alive HTTP/1.1 connection over TLS, logging a
 /// JSON line as deploy/ does.
-const SERVER_MUTATE: u64 = 127;
-const SERVER_VALIDATE: u64 = 141;
+const SERVER_MUTATE: u64 = 125;
+const SERVER_VALIDATE: u64 = 139;
 
 #[test]
 fn a_decision_stays_within_its_allocation_budget() {

@@ -18,33 +18,48 @@ fn is_bidi_or_invisible(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
+/// Printable ASCII but the backslash: written as it is.
+fn is_plain(byte: u8) -> bool {
+    (b' '..=b'~').contains(&byte) && byte != b'\\'
+}
+
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Runs of plain characters go out in one write, not a character at a time: under the
-        // JSON log format every write goes through serde_json's escaping on its own.
-        let mut plain = 0;
-        for (count, (at, c)) in self.0.char_indices().enumerate() {
-            if count == MAX_CHARS {
-                f.write_str(&self.0[plain..at])?;
-                return write!(f, "…({} more bytes)", self.0.len() - at);
-            }
-            let short = match c {
-                '\\' => Some("\\\\"),
-                '\n' => Some("\\n"),
-                '\r' => Some("\\r"),
-                '\t' => Some("\\t"),
-                c if c.is_control() || is_bidi_or_invisible(c) => None,
-                _ => continue,
-            };
-            f.write_str(&self.0[plain..at])?;
-            match short {
-                Some(text) => f.write_str(text)?,
-                None => write!(f, "\\u{{{:x}}}", u32::from(c))?,
-            }
-            plain = at + c.len_utf8();
+        // The usual value (a Kubernetes name, a uid) needs nothing: one write, no decoding.
+        // ASCII has a byte per character, so such a value is cut only beyond MAX_CHARS bytes.
+        if self.0.len() <= MAX_CHARS && self.0.bytes().all(is_plain) {
+            return f.write_str(self.0);
         }
-        f.write_str(&self.0[plain..])
+        write_escaped(self.0, f)
     }
+}
+
+/// Any value: escapes and the cut, character by character.
+fn write_escaped(value: &str, f: &mut impl fmt::Write) -> fmt::Result {
+    // Runs of plain characters go out in one write, not a character at a time: under the
+    // JSON log format every write goes through serde_json's escaping on its own.
+    let mut plain = 0;
+    for (count, (at, c)) in value.char_indices().enumerate() {
+        if count == MAX_CHARS {
+            f.write_str(&value[plain..at])?;
+            return write!(f, "…({} more bytes)", value.len() - at);
+        }
+        let short = match c {
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            c if c.is_control() || is_bidi_or_invisible(c) => None,
+            _ => continue,
+        };
+        f.write_str(&value[plain..at])?;
+        match short {
+            Some(text) => f.write_str(text)?,
+            None => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+        }
+        plain = at + c.len_utf8();
+    }
+    f.write_str(&value[plain..])
 }
 
 #[cfg(test)]
@@ -65,6 +80,29 @@ mod tests {
         );
         assert_eq!(Escaped("ubuntu-vm").to_string(), "ubuntu-vm");
         assert_eq!(Escaped("größe-ü").to_string(), "größe-ü");
+    }
+
+    /// The plain ASCII shortcut writes what the character-by-character path writes, up to
+    /// and past the cut, and leaves the backslash and DEL to it.
+    #[test]
+    fn the_ascii_shortcut_agrees_with_the_general_path() {
+        let printable: String = (b' '..=b'~').map(char::from).collect();
+        let mut values = vec![
+            String::new(),
+            "ubuntu-vm".to_string(),
+            printable.clone(),
+            "a\\b".to_string(),
+            "a\u{7f}b".to_string(),
+        ];
+        for len in [MAX_CHARS - 1, MAX_CHARS, MAX_CHARS + 1, 1000] {
+            values.push(printable.chars().cycle().take(len).collect());
+        }
+        for value in &values {
+            let mut general = String::new();
+            write_escaped(value, &mut general).unwrap();
+            assert_eq!(Escaped(value).to_string(), general, "{value:?}");
+        }
+        assert_eq!(Escaped("a\\b").to_string(), "a\\\\b");
     }
 
     #[test]

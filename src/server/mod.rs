@@ -299,19 +299,7 @@ impl Shared {
                     elapsed.as_secs_f64(),
                 );
                 self.metrics.observe_violations(&answer.violations);
-                // Client-chosen strings: escaped and cut (see logfmt).
-                info!(
-                    uid = %Escaped(answer.uid()),
-                    kind = %Escaped(&facts.kind),
-                    namespace = %Escaped(&facts.namespace),
-                    name = %Escaped(&facts.name),
-                    operation = facts.operation,
-                    dry_run = facts.dry_run,
-                    allowed = answer.allowed(),
-                    latency_ms = elapsed.as_secs_f64() * 1000.0,
-                    endpoint = endpoint.as_str(),
-                    "admission"
-                );
+                log_admission(endpoint, answer.uid(), facts, answer.allowed(), elapsed);
                 (
                     [(header::CONTENT_TYPE, "application/json")],
                     answer.to_vec(),
@@ -320,6 +308,29 @@ impl Shared {
             }
         }
     }
+}
+
+/// The line logged for each answered AdmissionReview (SPEC §3), at info.
+pub fn log_admission(
+    endpoint: Endpoint,
+    uid: &str,
+    facts: &admission::Facts,
+    allowed: bool,
+    elapsed: Duration,
+) {
+    // Client-chosen strings: escaped and cut (see logfmt).
+    info!(
+        uid = %Escaped(uid),
+        kind = %Escaped(&facts.kind),
+        namespace = %Escaped(&facts.namespace),
+        name = %Escaped(&facts.name),
+        operation = facts.operation,
+        dry_run = facts.dry_run,
+        allowed,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        endpoint = endpoint.as_str(),
+        "admission"
+    );
 }
 
 impl cache::Sink for Shared {
