@@ -259,21 +259,27 @@ fn bench_ratchet(c: &mut Criterion) {
 /// The server's log line per request (SPEC §3), as `serve --log-format json` writes it, with
 /// our formatter and with tracing-subscriber's stock JSON one, to a writer that drops it.
 fn bench_log_line(c: &mut Criterion) {
-    use kubevirt_net_webhook::{cmd::json_log, server::logfmt::Escaped};
-    fn line() {
-        tracing::info!(
-            uid = %Escaped("705ab4f5-6393-11e8-b7cc-42010a800002"),
-            kind = %Escaped("VirtualMachine"),
-            namespace = %Escaped("tenant-a"),
-            name = %Escaped("ubuntu-vm"),
-            operation = "CREATE",
-            dry_run = false,
-            allowed = true,
-            latency_ms = 0.0123,
-            endpoint = "mutate",
-            "admission"
-        );
-    }
+    use kubevirt_net_webhook::{
+        admission::{Endpoint, Facts},
+        cmd::json_log,
+        server::log_admission,
+    };
+    let facts = Facts {
+        kind: "VirtualMachine".into(),
+        namespace: "tenant-a".into(),
+        name: "ubuntu-vm".into(),
+        operation: "CREATE",
+        dry_run: false,
+    };
+    let line = || {
+        log_admission(
+            Endpoint::Mutate,
+            black_box("705ab4f5-6393-11e8-b7cc-42010a800002"),
+            black_box(&facts),
+            true,
+            std::time::Duration::from_micros(12),
+        )
+    };
     let ours = tracing_subscriber::fmt()
         .with_writer(std::io::sink)
         .fmt_fields(json_log::JsonLinesFields::new())
