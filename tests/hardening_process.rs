@@ -280,6 +280,66 @@ async fn post_named(server: &Served, path: &str, uid: &str, name: &str) {
     );
 }
 
+/// Under a burst, the decision threads keep their log lines and write them a few at a time
+/// (server::log_lines): still one line per request, and every one of them is out by the time
+/// the server has stopped on SIGTERM.
+#[tokio::test]
+async fn every_request_of_a_burst_has_its_log_line_when_the_server_stops() {
+    const CONNECTIONS: usize = 8;
+    const EACH: usize = 12;
+    let mut server = Served::start_logging("json", &[], None);
+    let mut burst = JoinSet::new();
+    // Each round's requests leave together, so that they queue for the decision threads
+    // and the burst ends with jobs waiting behind others.
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(CONNECTIONS));
+    for c in 0..CONNECTIONS {
+        let (addr, tls) = (server.addr, server.ca.client_config(&[b"http/1.1"]));
+        let together = together.clone();
+        burst.spawn(async move {
+            let mut http = Http::tls(addr, tls).await;
+            for i in 0..EACH {
+                together.wait().await;
+                let uid = format!("burst-{c}-{i}");
+                let mut review = seed_review(&uid);
+                // Past the gate's INLINE_MAX_BYTES: decided on the decision threads.
+                review["request"]["object"]["metadata"]["annotations"]["padding"] =
+                    json!("x".repeat(20 * 1024));
+                let (status, answer) = http.post_json("/mutate", &review).await;
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(answer["response"]["uid"], json!(uid));
+            }
+        });
+    }
+    while let Some(done) = burst.join_next().await {
+        done.unwrap();
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    server.wait_for_line(
+        |l| l.contains(r#""message":"stopped""#),
+        Duration::from_secs(20),
+    );
+    let logged: std::collections::HashSet<String> = server
+        .seen
+        .iter()
+        .filter(|l| l.contains(r#""message":"admission""#))
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            line["fields"]["uid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for c in 0..CONNECTIONS {
+        for i in 0..EACH {
+            let uid = format!("burst-{c}-{i}");
+            assert!(logged.contains(&uid), "no line for {uid}: {logged:?}");
+        }
+    }
+    assert_eq!(logged.len(), CONNECTIONS * EACH);
+}
+
 /// From the CPU the process sees to the gate: on one core (`taskset`, which the server reads
 /// as it reads a CPU limit of 1) the decision threads would only take turns with the async
 /// worker, so the gate is set to decide small bodies on the worker under load too, and the

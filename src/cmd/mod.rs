@@ -127,7 +127,7 @@ pub fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::server::log_lines::Stderr)
         // Colour codes only help a terminal; in a log file they are noise.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {

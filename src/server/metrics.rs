@@ -10,8 +10,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use std::sync::atomic::AtomicU64;
+use std::sync::{OnceLock, atomic::AtomicU64};
 
+use crate::admission::{Action, Endpoint};
+use crate::engine::Rule;
 use crate::inventory::ConflictCounts;
 
 /// Labels of `requests_total`.
@@ -95,6 +97,7 @@ pub struct Metrics {
     pub connections_closed: Family<ClosedLabels, Counter>,
     pub connection_limit_reached: Family<PortLabels, Counter>,
     pub violations: Family<ViolationLabels, Counter>,
+    answered: Answered,
 }
 
 fn latency_histogram() -> Histogram {
@@ -102,19 +105,70 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
-/// The operation label: the client chooses the string, so only known values are kept.
-pub fn operation_label(operation: &str) -> &'static str {
+/// The values of the operation label, in [`operation_slot`]'s order: the client chooses the
+/// string, so only known values are kept.
+const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "other"];
+
+fn operation_slot(operation: &str) -> usize {
     match operation {
-        "CREATE" => "CREATE",
-        "UPDATE" => "UPDATE",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        _ => "other",
+        "CREATE" => 0,
+        "UPDATE" => 1,
+        "DELETE" => 2,
+        "CONNECT" => 3,
+        _ => 4,
     }
 }
 
 fn bool_label(b: bool) -> &'static str {
     if b { "true" } else { "false" }
+}
+
+/// Where a violation's counter is in [`Answered::violations`]: rule, then action, by their
+/// places in `Rule::ALL` and `Action::ALL` (declaration order, which a test holds).
+fn violation_slot(rule: Rule, action: Action) -> usize {
+    rule as usize * Action::ALL.len() + action as usize
+}
+
+/// The series an answered AdmissionReview updates, each looked up in its family once and
+/// then kept: a family's lookup hashes the labels and takes the family's lock, shared by
+/// every thread that answers, on every request otherwise. Request series are looked up the
+/// first time they are used, so that `/metrics` lists them from their first request on, as
+/// the families alone did.
+#[derive(Debug)]
+struct Answered {
+    /// By endpoint, operation, allowed, dry run ([`Answered::request_slot`]).
+    requests: Box<[OnceLock<Counter>]>,
+    /// By endpoint.
+    duration: [OnceLock<Histogram>; Endpoint::ALL.len()],
+    /// Every violation's counter, in [`violation_slot`]'s order; the family has all of them
+    /// from the start.
+    violations: Box<[Counter]>,
+}
+
+impl Answered {
+    fn new(violations: &Family<ViolationLabels, Counter>) -> Self {
+        let slots = Endpoint::ALL.len() * OPERATIONS.len() * 4;
+        Self {
+            requests: (0..slots).map(|_| OnceLock::new()).collect(),
+            duration: Default::default(),
+            violations: Rule::ALL
+                .iter()
+                .flat_map(|rule| {
+                    Action::ALL.iter().map(|action| {
+                        violations.get_or_create_owned(&ViolationLabels {
+                            rule: rule.id(),
+                            action: action.as_str(),
+                        })
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn request_slot(endpoint: Endpoint, operation: usize, allowed: bool, dry_run: bool) -> usize {
+        ((endpoint as usize * OPERATIONS.len() + operation) * 2 + usize::from(allowed)) * 2
+            + usize::from(dry_run)
+    }
 }
 
 impl Default for Metrics {
@@ -223,16 +277,7 @@ impl Metrics {
             violations.clone(),
         );
         // Every series from the start, so that rate() and alerts see a rise from zero.
-        for rule in crate::engine::Rule::ALL {
-            for action in crate::admission::Action::ALL {
-                violations
-                    .get_or_create(&ViolationLabels {
-                        rule: rule.id(),
-                        action: action.as_str(),
-                    })
-                    .inc_by(0);
-            }
-        }
+        let answered = Answered::new(&violations);
         for port in ["webhook", "admin"] {
             connections_open.get_or_create(&PortLabels { port }).set(0);
             connection_limit_reached
@@ -249,7 +294,7 @@ impl Metrics {
                 .get_or_create(&ResultLabels { result })
                 .inc_by(0);
         }
-        for endpoint in crate::admission::Endpoint::ALL.map(crate::admission::Endpoint::as_str) {
+        for endpoint in Endpoint::ALL.map(Endpoint::as_str) {
             shed.get_or_create(&EndpointLabels { endpoint }).inc_by(0);
             decision_timeouts
                 .get_or_create(&EndpointLabels { endpoint })
@@ -280,40 +325,44 @@ impl Metrics {
             connections_closed,
             connection_limit_reached,
             violations,
+            answered,
         }
     }
 
     /// Counts the violations of one answer.
-    pub fn observe_violations(&self, found: &[(crate::engine::Rule, crate::admission::Action)]) {
-        for (rule, action) in found {
-            self.violations
-                .get_or_create(&ViolationLabels {
-                    rule: rule.id(),
-                    action: action.as_str(),
-                })
-                .inc();
+    pub fn observe_violations(&self, found: &[(Rule, Action)]) {
+        for &(rule, action) in found {
+            self.answered.violations[violation_slot(rule, action)].inc();
         }
     }
 
     /// Counts one answered AdmissionReview.
     pub fn observe_request(
         &self,
-        endpoint: &'static str,
+        endpoint: Endpoint,
         operation: &str,
         allowed: bool,
         dry_run: bool,
         seconds: f64,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                endpoint,
-                operation: operation_label(operation),
-                allowed: bool_label(allowed),
-                dry_run: bool_label(dry_run),
+        let operation = operation_slot(operation);
+        let slot = Answered::request_slot(endpoint, operation, allowed, dry_run);
+        self.answered.requests[slot]
+            .get_or_init(|| {
+                self.requests.get_or_create_owned(&RequestLabels {
+                    endpoint: endpoint.as_str(),
+                    operation: OPERATIONS[operation],
+                    allowed: bool_label(allowed),
+                    dry_run: bool_label(dry_run),
+                })
             })
             .inc();
-        self.duration
-            .get_or_create(&EndpointLabels { endpoint })
+        self.answered.duration[endpoint as usize]
+            .get_or_init(|| {
+                self.duration.get_or_create_owned(&EndpointLabels {
+                    endpoint: endpoint.as_str(),
+                })
+            })
             .observe(seconds);
     }
 
@@ -375,17 +424,17 @@ impl Metrics {
     }
 
     /// Counts a request in flight until the guard is dropped (also on cancellation).
-    pub fn in_flight_guard(&self) -> InFlight {
+    pub fn in_flight_guard(&self) -> InFlight<'_> {
         self.in_flight.inc();
-        InFlight(self.in_flight.clone())
+        InFlight(&self.in_flight)
     }
 }
 
 /// Decrements `requests_in_flight` when dropped.
 #[derive(Debug)]
-pub struct InFlight(Gauge);
+pub struct InFlight<'a>(&'a Gauge);
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -398,8 +447,8 @@ mod tests {
     #[test]
     fn names_carry_the_prefix_and_labels() {
         let m = Metrics::new();
-        m.observe_request("mutate", "CREATE", true, false, 0.001);
-        m.observe_request("mutate", "bogus-op", false, true, 0.001);
+        m.observe_request(Endpoint::Mutate, "CREATE", true, false, 0.001);
+        m.observe_request(Endpoint::Mutate, "bogus-op", false, true, 0.001);
         m.certificate_reload(true);
         m.certificate_expiry.set(1_900_000_000);
         let text = m.encode();
@@ -430,6 +479,69 @@ mod tests {
             "kubevirt_net_webhook_certificate_reloads_total{result=\"error\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+    }
+
+    /// Every answer counts in the series of its own labels: each combination is observed a
+    /// number of times of its own, so two combinations sharing a slot, or a slot holding
+    /// another's series, would show in the counts.
+    #[test]
+    fn each_answer_counts_in_its_own_series() {
+        let combinations = || {
+            Endpoint::ALL.into_iter().flat_map(|endpoint| {
+                OPERATIONS.into_iter().flat_map(move |operation| {
+                    [false, true].into_iter().flat_map(move |allowed| {
+                        [false, true].map(move |dry_run| (endpoint, operation, allowed, dry_run))
+                    })
+                })
+            })
+        };
+        let m = Metrics::new();
+        for (times, (endpoint, operation, allowed, dry_run)) in (1..).zip(combinations()) {
+            for _ in 0..times {
+                m.observe_request(endpoint, operation, allowed, dry_run, 0.001);
+            }
+        }
+        let text = m.encode();
+        for (times, (endpoint, operation, allowed, dry_run)) in (1..).zip(combinations()) {
+            let line = format!(
+                "kubevirt_net_webhook_requests_total{{endpoint=\"{}\",operation=\"{operation}\",\
+                 allowed=\"{allowed}\",dry_run=\"{dry_run}\"}} {times}\n",
+                endpoint.as_str()
+            );
+            assert!(text.contains(&line), "{line} not in\n{text}");
+        }
+        // 20 combinations per endpoint, observed 1 + 2 + … times in turn.
+        for (i, endpoint) in Endpoint::ALL.into_iter().enumerate() {
+            let count: usize = (i * 20 + 1..=i * 20 + 20).sum();
+            let line = format!(
+                "kubevirt_net_webhook_request_duration_seconds_count{{endpoint=\"{}\"}} {count}\n",
+                endpoint.as_str()
+            );
+            assert!(text.contains(&line), "{line} not in\n{text}");
+        }
+    }
+
+    /// The same for violations, whose counters are kept by rule and action.
+    #[test]
+    fn each_violation_counts_in_its_own_series() {
+        let m = Metrics::new();
+        let pairs = || {
+            Rule::ALL
+                .into_iter()
+                .flat_map(|rule| Action::ALL.map(move |action| (rule, action)))
+        };
+        for (times, pair) in (1..).zip(pairs()) {
+            m.observe_violations(&vec![pair; times]);
+        }
+        let text = m.encode();
+        for (times, (rule, action)) in (1..).zip(pairs()) {
+            let line = format!(
+                "kubevirt_net_webhook_violations_total{{rule=\"{}\",action=\"{}\"}} {times}\n",
+                rule.id(),
+                action.as_str()
+            );
+            assert!(text.contains(&line), "{line} not in\n{text}");
         }
     }
 }

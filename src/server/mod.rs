@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod conn;
 pub mod gate;
+pub mod log_lines;
 pub mod logfmt;
 pub mod metrics;
 pub mod tls;
@@ -292,7 +293,7 @@ impl Shared {
             Ok(answer) => {
                 let facts = &answer.facts;
                 self.metrics.observe_request(
-                    endpoint.as_str(),
+                    endpoint,
                     facts.operation,
                     answer.allowed(),
                     facts.dry_run,
@@ -602,6 +603,10 @@ impl Server {
         for task in tasks {
             task.abort();
         }
+        // The decision threads write the log lines they keep (server::log_lines) as they end.
+        let stopping = shared.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || stopping.gate.stop(Duration::from_secs(1))).await;
         info!("stopped");
     }
 }
