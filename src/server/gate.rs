@@ -192,21 +192,6 @@ impl Drop for Gate {
     }
 }
 
-impl Gate {
-    /// Ends the decision threads once the queued jobs are done, waiting up to `within` for
-    /// them, so that the log lines they keep are written before the process exits.
-    pub fn stop(&self, within: Duration) {
-        self.jobs.close();
-        let threads = std::mem::take(&mut self.jobs.lock().threads);
-        let deadline = Instant::now() + within;
-        for thread in threads {
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
-}
-
 /// Budget held by one request until its decision has returned.
 #[derive(Debug)]
 pub struct Reservation(OwnedSemaphorePermit);
@@ -326,8 +311,6 @@ struct Queue {
     idle: usize,
     /// Set when the gate is dropped: the threads end once the queue is empty.
     closed: bool,
-    /// The decision threads, for [`Gate::stop`].
-    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Queue {
@@ -353,7 +336,6 @@ impl Jobs {
                 jobs: VecDeque::new(),
                 idle: 0,
                 closed: false,
-                threads: Vec::new(),
             }),
             ready: Condvar::new(),
             capacity,
@@ -378,9 +360,8 @@ impl Jobs {
                     }
                     log_lines::flush();
                 });
-            match spawned {
-                Ok(thread) => jobs.lock().threads.push(thread),
-                Err(e) => warn!(error = %e, "cannot start a decision thread"),
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start a decision thread");
             }
         }
         jobs
@@ -478,6 +459,17 @@ impl Gate {
             slow: limits.slow.clone(),
             cores_beside: limits.cores_beside,
             metrics,
+        }
+    }
+
+    /// Ends the decision threads once the queued jobs are done, waiting up to `within` for
+    /// them, so that the log lines they keep are written before the process exits. Each
+    /// thread holds the queue until it ends, so the gate's is the last handle then.
+    pub fn stop(&self, within: Duration) {
+        self.jobs.close();
+        let deadline = Instant::now() + within;
+        while Arc::strong_count(&self.jobs) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

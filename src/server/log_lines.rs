@@ -43,8 +43,8 @@ fn to_stderr(lines: &[u8]) {
 
 impl Gathered {
     fn keep(&mut self, line: &[u8]) {
+        // Not holding, nothing is kept: `hold(false)` wrote it out.
         if !self.holding {
-            self.write_out();
             (self.out)(line);
             return;
         }
@@ -139,10 +139,7 @@ pub struct Line;
 
 impl Write for Line {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match with_gathered(|g| g.keep(buf)) {
-            Some(()) => Ok(buf.len()),
-            None => io::stderr().write(buf),
-        }
+        self.write_all(buf).map(|()| buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {

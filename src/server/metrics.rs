@@ -110,13 +110,11 @@ fn latency_histogram() -> Histogram {
 const OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "other"];
 
 fn operation_slot(operation: &str) -> usize {
-    match operation {
-        "CREATE" => 0,
-        "UPDATE" => 1,
-        "DELETE" => 2,
-        "CONNECT" => 3,
-        _ => 4,
-    }
+    let known = &OPERATIONS[..OPERATIONS.len() - 1];
+    known
+        .iter()
+        .position(|o| *o == operation)
+        .unwrap_or(known.len())
 }
 
 fn bool_label(b: bool) -> &'static str {
